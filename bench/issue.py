@@ -1,0 +1,113 @@
+"""Issuing throughput through the action layer, against the raw insert rate of the same database.
+
+    python bench/issue.py [--db sqlite|postgresql|all] [--single N] [--bulk-batches N]
+
+Metrics:
+- raw_insert_per_s (baseline): one small row per transaction, autocommit, same connection settings.
+- single_issue_per_s: do_issue_new_invoice, 3 lines, one invoice per transaction (invoice, lines,
+  ledger event, audit entry, outbox row, quota and number locks). Target >= 0.25 x raw.
+- single_issue_p99_ms: target <= 15 ms.
+- bulk_issue_per_s: do_issue_invoices with 1,000 invoices per call. Target >= 5,000/s on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import emit, machine, run_child, setup_django  # noqa: E402
+
+
+def raw_insert_rate(n: int) -> float:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_raw (id integer PRIMARY KEY, payload varchar(100))")
+    start = time.perf_counter()
+    for i in range(n):
+        with connection.cursor() as cursor:  # autocommit: one transaction per row
+            cursor.execute("INSERT INTO bench_raw (id, payload) VALUES (%s, %s)", [i, f"row {i}"])
+    return n / (time.perf_counter() - start)
+
+
+def three_lines():  # type: ignore[no-untyped-def]
+    from decimal import Decimal
+
+    from piaotong.testing import line
+
+    return [
+        line(),
+        line(tax_code="1090511030000000000", item_name="笔记本电脑", tax_rate="0.13",
+             quantity=Decimal("3"), unit_price=Decimal("4999.99")),
+        line(tax_code="3010102020000000000", item_name="运输费", tax_rate="0.09", quantity=None,
+             unit_price=None, amount=Decimal("880.00")),
+    ]
+
+
+def child(kind: str, singles: int, batches: int) -> None:
+    setup_django()
+    from piaotong.accounts.access import Actor, actor_for_user
+    from piaotong.accounts.choices import Role
+    from piaotong.invoices.actions import do_issue_invoices, do_issue_new_invoice
+    from piaotong.ledger.keys import node_key
+    from piaotong.testing import draft, make_org, make_user
+
+    seller = make_org("北京基准测试有限公司", "110108", "MA01BNCH", issuing_quota=10**14)
+    buyer = make_org("上海基准测试有限公司", "310115", "MA1BNCH2")
+    actor: Actor = actor_for_user(make_user("bench", seller, Role.CLERK))
+    node_key()
+    the_draft = draft(buyer, lines=three_lines())
+    for _ in range(20):  # warm caches and the connection
+        do_issue_new_invoice(actor, seller, the_draft)
+
+    raw = raw_insert_rate(max(singles * 2, 1000))
+    emit(bench="issue", metric="raw_insert_per_s", db=kind, value=round(raw, 1), unit="1/s")
+
+    times = []
+    start = time.perf_counter()
+    for _ in range(singles):
+        t0 = time.perf_counter()
+        do_issue_new_invoice(actor, seller, the_draft)
+        times.append(time.perf_counter() - t0)
+    rate = singles / (time.perf_counter() - start)
+    emit(bench="issue", metric="single_issue_per_s", db=kind, value=round(rate, 1), unit="1/s",
+         baseline="raw_insert_per_s", baseline_value=round(raw, 1), ratio=round(rate / raw, 3),
+         target=">= 0.25 ratio", ok=rate / raw >= 0.25)
+    times.sort()
+    p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000
+    emit(bench="issue", metric="single_issue_p99_ms", db=kind, value=round(p99, 2), unit="ms",
+         p50_ms=round(p50, 2), n=singles, target="<= 15 ms", ok=p99 <= 15)
+
+    drafts = [the_draft] * 1000
+    start = time.perf_counter()
+    for _ in range(batches):
+        do_issue_invoices(actor, seller, drafts)
+    bulk = batches * 1000 / (time.perf_counter() - start)
+    target = ">= 5000/s" if kind == "postgresql" else "(target is for PostgreSQL)"
+    emit(bench="issue", metric="bulk_issue_per_s", db=kind, value=round(bulk, 1), unit="1/s",
+         baseline="raw_insert_per_s", baseline_value=round(raw, 1), ratio=round(bulk / raw, 3),
+         target=target, ok=bulk >= 5000 if kind == "postgresql" else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
+    parser.add_argument("--single", type=int, default=1000)
+    parser.add_argument("--bulk-batches", type=int, default=5)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.db, args.single, args.bulk_batches)
+        return
+    emit(bench="issue", metric="machine", **machine())
+    kinds = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
+    extra = ["--single", str(args.single), "--bulk-batches", str(args.bulk_batches)]
+    sys.exit(max(run_child(Path(__file__), kind, extra) for kind in kinds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Choices of the user center: taxpayer kinds (纳税人类型) and roles (角色)."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class TaxpayerKind(models.TextChoices):
+    GENERAL = "general", _("General taxpayer (一般纳税人)")
+    SMALL_SCALE = "small_scale", _("Small-scale taxpayer (小规模纳税人)")
+
+
+class Role(models.TextChoices):
+    """Roles a user holds within one organisation. Least privilege: each grants only its duty."""
+
+    CLERK = "clerk", _("Issuing clerk (开票员)")
+    REVIEWER = "reviewer", _("Reviewer (复核员)")
+    FINANCE_MANAGER = "finance_manager", _("Finance manager (财务主管)")
+    AUDITOR = "auditor", _("Auditor (审计员)")
+    ORG_ADMIN = "org_admin", _("Organisation admin (单位管理员)")
+    TAX_OFFICER = "tax_officer", _("Tax officer (税务人员)")
+
+
+class ApiScope(models.TextChoices):
+    INVOICES_READ = "invoices:read", _("Read invoices")
+    INVOICES_WRITE = "invoices:write", _("Create and issue invoices")

@@ -1,0 +1,330 @@
+"""Issuing actions (开具): drafting, dual review (双人复核), issuing one or many invoices.
+
+Each action checks permission and input first, then writes in one transaction: the rows, the
+ledger event of every exchanged fact, an audit entry and an outbox row. Drafting and review are
+local workflow: they are audited but not ledger events, so an invoice's exchanged history starts
+with InvoiceIssued at seq 1 on every node.
+
+Lock order when issuing, everywhere: invoice row -> quota row -> number sequence -> audit head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from piaotong.accounts.access import Actor
+from piaotong.accounts.models import Organisation
+from piaotong.accounts.permissions import Action
+from piaotong.exchange.actions import enqueue_events
+from piaotong.invoices.choices import InvoiceStatus
+from piaotong.invoices.models import Invoice, InvoiceLine, QuotaUsage
+from piaotong.invoices.numbering import allocate_numbers
+from piaotong.invoices.payload import invoice_payload
+from piaotong.invoices.rules import CheckedInvoice, InvoiceDraft, check_draft
+from piaotong.ledger.actions import append_first_events, record_audit, record_audits
+from piaotong.ledger.keys import signing_key
+from piaotong.lib.canonical import canonical_json, sha256_hex
+from piaotong.lib.errors import RuleViolation, RuleViolations
+from piaotong.lib.regions import region_for_uscc
+
+ISSUED_EVENT = "InvoiceIssued"
+
+
+class BulkViolations(ValueError):
+    """Per-item violations of a bulk request: {item index: violations}. Nothing was written."""
+
+    def __init__(self, items: dict[int, list[RuleViolation]]) -> None:
+        self.items = items
+        super().__init__(f"{len(items)} of the invoices have errors")
+
+
+def _require(actor: Actor, action: Action, organisation: Organisation) -> None:
+    if not actor.can(action, organisation.pk):
+        raise PermissionDenied(f"{actor.label} may not {action} for {organisation.name}")
+
+
+def _status_error(invoice: Invoice, wanted: str) -> RuleViolation:
+    return RuleViolation(
+        "status",
+        "wrong_status",
+        _("The invoice is %(status)s; this needs it to be %(wanted)s."),
+        {"status": invoice.get_status_display(), "wanted": wanted},
+    )
+
+
+def _build_invoice(actor: Actor, seller: Organisation, checked: CheckedInvoice) -> Invoice:
+    draft = checked.draft
+    buyer = (
+        Organisation.objects.filter(tax_id=checked.buyer_tax_id).first() if checked.buyer_tax_id else None
+    )
+    return Invoice(
+        kind=draft.kind,
+        seller=seller,
+        seller_name=seller.name,
+        seller_tax_id=seller.tax_id,
+        seller_address=" ".join(filter(None, [seller.address, seller.phone])),
+        seller_bank=" ".join(filter(None, [seller.bank_name, seller.bank_account])),
+        buyer=buyer,
+        buyer_kind=draft.buyer_kind,
+        buyer_name=draft.buyer_name.strip(),
+        buyer_tax_id=checked.buyer_tax_id,
+        buyer_address=draft.buyer_address.strip(),
+        buyer_bank=draft.buyer_bank.strip(),
+        buyer_email=draft.buyer_email.strip(),
+        buyer_phone=draft.buyer_phone.strip(),
+        total_amount=checked.totals.amount,
+        total_tax=checked.totals.tax,
+        total_with_tax=checked.totals.total,
+        remarks=draft.remarks.strip(),
+        created_by=actor.user,
+        created_by_key=actor.api_key,
+        created_by_label=actor.label,
+    )
+
+
+def _build_lines(invoice: Invoice, checked: CheckedInvoice) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=line.amounts.kind,
+            tax_code=line.draft.tax_code.strip(),
+            item_name=line.draft.item_name.strip(),
+            printed_name=line.printed_name,
+            spec=line.draft.spec.strip(),
+            unit=line.draft.unit.strip(),
+            quantity=line.amounts.quantity,
+            unit_price=line.amounts.unit_price,
+            amount=line.amounts.amount,
+            tax_rate=line.amounts.rate.key,
+            tax=line.amounts.tax,
+        )
+        for position, line in enumerate(checked.lines, start=1)
+    ]
+
+
+def do_create_draft(actor: Actor, seller: Organisation, draft: InvoiceDraft) -> Invoice:
+    """Save a checked draft (草稿); it gets a number only when issued."""
+    _require(actor, Action.DRAFT_INVOICE, seller)
+    checked = check_draft(draft, seller.taxpayer_kind)
+    with transaction.atomic():
+        invoice = _build_invoice(actor, seller, checked)
+        invoice.save()
+        InvoiceLine.objects.bulk_create(_build_lines(invoice, checked))
+        record_audit(actor, "invoice.drafted", invoice.stream, seller.pk, {"total": invoice.total_with_tax})
+    return invoice
+
+
+def _locked(invoice: Invoice) -> Invoice:
+    return Invoice.objects.select_for_update().select_related("seller").get(pk=invoice.pk)
+
+
+def do_submit_for_review(actor: Actor, invoice: Invoice) -> Invoice:
+    """Send a draft to the review queue (待复核)."""
+    _require(actor, Action.DRAFT_INVOICE, invoice.seller)
+    with transaction.atomic():
+        invoice = _locked(invoice)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise _status_error(invoice, str(InvoiceStatus.DRAFT.label))
+        invoice.status = InvoiceStatus.PENDING_REVIEW
+        invoice.save(update_fields=["status", "updated_at"])
+        record_audit(actor, "invoice.submitted", invoice.stream, invoice.seller_id)
+    return invoice
+
+
+def _check_reviewer(actor: Actor, invoice: Invoice) -> None:
+    _require(actor, Action.REVIEW_INVOICE, invoice.seller)
+    if actor.user is None or actor.user.pk == invoice.created_by_id:
+        raise RuleViolation(
+            "reviewer",
+            "self_review",
+            _("Nobody approves their own invoice: a second user with the reviewer role must approve it."),
+        )
+
+
+def do_approve_invoice(actor: Actor, invoice: Invoice) -> Invoice:
+    """Approve a draft under dual review, which issues it (复核通过即开具)."""
+    _check_reviewer(actor, invoice)
+    with transaction.atomic():
+        invoice = _locked(invoice)
+        if invoice.status != InvoiceStatus.PENDING_REVIEW:
+            raise _status_error(invoice, str(InvoiceStatus.PENDING_REVIEW.label))
+        invoice.reviewed_by = actor.user
+        invoice.reviewer_name = actor.label
+        _issue_locked([invoice], actor, [list(invoice.lines.all())], created=False)
+    return invoice
+
+
+def do_reject_invoice(actor: Actor, invoice: Invoice, reason: str) -> Invoice:
+    """Send a pending draft back to its author with a reason."""
+    _check_reviewer(actor, invoice)
+    if not reason.strip():
+        raise RuleViolation("reason", "required", _("Say why the draft is rejected, so its author can fix it."))
+    with transaction.atomic():
+        invoice = _locked(invoice)
+        if invoice.status != InvoiceStatus.PENDING_REVIEW:
+            raise _status_error(invoice, str(InvoiceStatus.PENDING_REVIEW.label))
+        invoice.status = InvoiceStatus.DRAFT
+        invoice.review_note = reason.strip()[:500]
+        invoice.save(update_fields=["status", "review_note", "updated_at"])
+        record_audit(actor, "invoice.rejected", invoice.stream, invoice.seller_id, {"reason": reason})
+    return invoice
+
+
+def _refuse_without_review(seller: Organisation) -> None:
+    if seller.requires_dual_review:
+        raise RuleViolation(
+            "status",
+            "review_required",
+            _("This organisation requires dual review: submit the draft for review instead of issuing it."),
+        )
+
+
+def do_issue_invoice(actor: Actor, invoice: Invoice) -> Invoice:
+    """Issue a saved draft (开具) when the organisation does not require dual review."""
+    _require(actor, Action.ISSUE_INVOICE, invoice.seller)
+    _refuse_without_review(invoice.seller)
+    with transaction.atomic():
+        invoice = _locked(invoice)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise _status_error(invoice, str(InvoiceStatus.DRAFT.label))
+        _issue_locked([invoice], actor, [list(invoice.lines.all())], created=False)
+    return invoice
+
+
+def do_issue_new_invoice(actor: Actor, seller: Organisation, draft: InvoiceDraft) -> Invoice:
+    """Check and issue an invoice in one step (API, CLI, the issue form's 'issue now')."""
+    return do_issue_invoices(actor, seller, [draft])[0]
+
+
+def do_issue_invoices(actor: Actor, seller: Organisation, drafts: Sequence[InvoiceDraft]) -> list[Invoice]:
+    """Issue many invoices all-or-nothing (批量开具): every draft is checked before any is written."""
+    _require(actor, Action.ISSUE_INVOICE, seller)
+    _refuse_without_review(seller)
+    checked, errors = [], {}
+    for index, draft in enumerate(drafts):
+        try:
+            checked.append(check_draft(draft, seller.taxpayer_kind))
+        except RuleViolations as many:
+            errors[index] = many.violations
+    if errors:
+        if len(drafts) == 1:
+            raise RuleViolations(errors[0])
+        raise BulkViolations(errors)
+    with transaction.atomic():
+        invoices = [_build_invoice(actor, seller, c) for c in checked]
+        lines = [_build_lines(invoice, c) for invoice, c in zip(invoices, checked, strict=True)]
+        _issue_locked(invoices, actor, lines, created=True)
+    return invoices
+
+
+@dataclass(frozen=True)
+class _Issued:
+    invoice: Invoice
+    payload: dict[str, object]
+
+
+def _consume_quota(seller: Organisation, period: str, amount: Decimal) -> None:
+    locked = QuotaUsage.objects.select_for_update()
+    usage = locked.filter(organisation=seller, period=period).first()
+    if usage is None:
+        QuotaUsage.objects.bulk_create([QuotaUsage(organisation=seller, period=period)], ignore_conflicts=True)
+        usage = locked.get(organisation=seller, period=period)
+    if usage.used + amount > seller.issuing_quota:
+        raise RuleViolation(
+            "total_amount",
+            "quota_exceeded",
+            _(
+                "This exceeds the monthly issuing quota (授信额度): %(remaining)s of %(quota)s remains "
+                "this month. Ask the tax bureau to raise the quota or issue less."
+            ),
+            {"remaining": seller.issuing_quota - usage.used, "quota": seller.issuing_quota},
+        )
+    usage.used += amount
+    usage.save(update_fields=["used"])
+
+
+ISSUE_FIELDS = [
+    "number", "status", "issue_date", "issued_at", "issuer_name", "signing_key_id",
+    "signature", "payload_hash", "reviewed_by", "reviewer_name", "updated_at",
+]
+
+
+def _issue_locked(
+    invoices: list[Invoice], actor: Actor, lines: list[list[InvoiceLine]], *, created: bool
+) -> None:
+    """Number, sign and record invoices of one seller; the caller holds the transaction.
+
+    `created` says whether the invoices are new objects (bulk-inserted here) or locked drafts.
+    """
+    seller = invoices[0].seller
+    today, now = timezone.localdate(), timezone.now()
+    _consume_quota(seller, today.strftime("%Y%m"), sum((i.total_amount for i in invoices), Decimal(0)))
+    numbers = allocate_numbers(today.year, len(invoices))
+    key = signing_key()
+    issued = []
+    for invoice, invoice_lines, number in zip(invoices, lines, numbers, strict=True):
+        invoice.number, invoice.status = number, InvoiceStatus.ISSUED
+        invoice.issue_date, invoice.issued_at = today, now
+        invoice.issuer_name = invoice.created_by_label
+        invoice.signing_key_id = key.key_id
+        payload = invoice_payload(invoice, invoice_lines)
+        body = canonical_json(payload)
+        invoice.payload_hash, invoice.signature = sha256_hex(body), key.sign(body)
+        issued.append(_Issued(invoice, payload))
+    if created:
+        Invoice.objects.bulk_create(invoices)
+        for invoice, invoice_lines in zip(invoices, lines, strict=True):
+            for line in invoice_lines:
+                line.invoice = invoice
+        InvoiceLine.objects.bulk_create([line for group in lines for line in group])
+    else:
+        for invoice in invoices:
+            invoice.save(update_fields=ISSUE_FIELDS)
+    _record_issued(actor, issued)
+
+
+def _record_issued(actor: Actor, issued: list[_Issued]) -> None:
+    events = append_first_events(
+        [
+            (
+                item.invoice.stream,
+                ISSUED_EVENT,
+                {
+                    "invoice": item.payload,
+                    "payload_hash": item.invoice.payload_hash,
+                    "signature": item.invoice.signature,
+                    "key_id": item.invoice.signing_key_id,
+                },
+            )
+            for item in issued
+        ]
+    )
+    record_audits(
+        actor,
+        [
+            ("invoice.issued", item.invoice.stream, item.invoice.seller_id,
+             {"number": item.invoice.number, "total": item.invoice.total_with_tax})
+            for item in issued
+        ],
+    )
+    enqueue_events(
+        [
+            (event, item.invoice.seller.region, _buyer_region(item.invoice))
+            for item, event in zip(issued, events, strict=True)
+        ]
+    )
+
+
+def _buyer_region(invoice: Invoice) -> str:
+    if invoice.buyer is not None:
+        return invoice.buyer.region
+    region = region_for_uscc(invoice.buyer_tax_id) if len(invoice.buyer_tax_id) == 18 else None
+    return region.code if region else ""

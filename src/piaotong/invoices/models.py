@@ -1,0 +1,206 @@
+"""Invoices (发票), their lines (明细行), number sequences (赋码序列) and quota usage.
+
+Seller and buyer details are copied onto the invoice when it is drafted: an invoice states the
+facts as they were when it was issued, whatever later happens to the organisation's record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from piaotong.accounts.models import ApiKey, Organisation, User
+from piaotong.invoices.choices import (
+    PAPER_KINDS,
+    SPECIAL_KINDS,
+    BuyerKind,
+    InvoiceKind,
+    InvoiceStatus,
+    LineKind,
+    can_transition,
+)
+from piaotong.lib.money import RATES
+
+MONEY = {"max_digits": 18, "decimal_places": 2}
+# 13 decimal places, and at most 15 significant digits (checked in lib.money) so values
+# round-trip exactly through SQLite's REAL storage as well as PostgreSQL's NUMERIC.
+FINE = {"max_digits": 28, "decimal_places": 13}
+
+
+class InvoiceQuerySet(models.QuerySet["Invoice"]):
+    def visible_to(self, organisation_ids: list[int]) -> InvoiceQuerySet:
+        """Invoices where one of the organisations is the seller or the buyer."""
+        return self.filter(
+            models.Q(seller_id__in=organisation_ids) | models.Q(buyer_id__in=organisation_ids)
+        )
+
+
+class Invoice(models.Model):
+    """One invoice.
+
+    Invariants: `number` is set exactly when the status leaves draft/pending review, and is unique;
+    totals equal the sums of the lines; `signature` covers the canonical payload of an issued
+    invoice; issued content never changes (later facts are new ledger events and status moves).
+    """
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(_("kind"), max_length=20, choices=InvoiceKind.choices)
+    status = models.CharField(
+        _("status"), max_length=30, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
+    )
+    number = models.CharField(_("invoice number"), max_length=20, unique=True, null=True, blank=True)
+    issue_date = models.DateField(_("issue date"), null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+
+    seller = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="sales")
+    seller_name = models.CharField(max_length=200)
+    seller_tax_id = models.CharField(max_length=20)
+    seller_address = models.CharField(max_length=300, blank=True)
+    seller_bank = models.CharField(max_length=300, blank=True)
+
+    buyer = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases"
+    )
+    buyer_kind = models.CharField(max_length=20, choices=BuyerKind.choices, default=BuyerKind.ORGANISATION)
+    buyer_name = models.CharField(_("buyer name"), max_length=200)
+    buyer_tax_id = models.CharField(_("buyer tax id"), max_length=20, blank=True)
+    buyer_address = models.CharField(max_length=300, blank=True)
+    buyer_bank = models.CharField(max_length=300, blank=True)
+    buyer_email = models.EmailField(blank=True)
+    buyer_phone = models.CharField(max_length=20, blank=True)
+
+    total_amount = models.DecimalField(_("total amount"), **MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
+    total_tax = models.DecimalField(_("total tax"), **MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
+    total_with_tax = models.DecimalField(_("total with tax"), **MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
+    remarks = models.CharField(_("remarks"), max_length=500, blank=True)
+
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_label = models.CharField(max_length=150)
+    issuer_name = models.CharField(_("issuer"), max_length=150, blank=True)
+    reviewed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewer_name = models.CharField(max_length=150, blank=True)
+    review_note = models.CharField(max_length=500, blank=True)
+
+    signing_key_id = models.CharField(max_length=32, blank=True)
+    signature = models.CharField(max_length=120, blank=True)
+    payload_hash = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InvoiceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["seller", "-issue_date"], name="invoice_seller_date"),
+            models.Index(fields=["buyer", "-issue_date"], name="invoice_buyer_date"),
+            models.Index(fields=["status"], name="invoice_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(number__isnull=True)
+                | ~models.Q(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.PENDING_REVIEW]),
+                name="invoice_draft_has_no_number",
+            ),
+        ]
+        verbose_name = _("invoice")
+
+    def __str__(self) -> str:
+        return self.number or f"draft {self.uid}"
+
+    @property
+    def stream(self) -> str:
+        """The ledger stream of this invoice."""
+        return f"invoice:{self.uid}"
+
+    @property
+    def is_special(self) -> bool:
+        return self.kind in SPECIAL_KINDS
+
+    @property
+    def is_paper(self) -> bool:
+        return self.kind in PAPER_KINDS
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status in {InvoiceStatus.DRAFT, InvoiceStatus.PENDING_REVIEW}
+
+    def can_transition_to(self, target: InvoiceStatus) -> bool:
+        return can_transition(self.kind, self.status, target)
+
+    def can_be_voided(self) -> bool:
+        return self.can_transition_to(InvoiceStatus.VOIDED)
+
+
+class InvoiceLine(models.Model):
+    """One line (明细行). Invariants: amount and tax are 2-dp; `printed_name` is *简称*品名."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    kind = models.PositiveSmallIntegerField(choices=LineKind.choices, default=LineKind.NORMAL)
+    tax_code = models.CharField(_("tax classification code"), max_length=19)
+    item_name = models.CharField(_("item name"), max_length=200)
+    printed_name = models.CharField(max_length=240)
+    spec = models.CharField(_("specification"), max_length=100, blank=True)
+    unit = models.CharField(_("unit"), max_length=20, blank=True)
+    quantity = models.DecimalField(_("quantity"), **FINE, null=True, blank=True)  # type: ignore[call-overload]
+    unit_price = models.DecimalField(_("unit price"), **FINE, null=True, blank=True)  # type: ignore[call-overload]
+    amount = models.DecimalField(_("amount"), **MONEY)  # type: ignore[call-overload]
+    tax_rate = models.CharField(_("tax rate"), max_length=12)
+    tax = models.DecimalField(_("tax"), **MONEY)  # type: ignore[call-overload]
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.printed_name
+
+    @property
+    def rate_label(self) -> str:
+        rate = RATES.get(self.tax_rate)
+        return rate.label_zh if rate else self.tax_rate
+
+
+class NumberSequence(models.Model):
+    """The last number assigned per (year, region, channel).
+
+    Invariant: numbers of committed invoices for a key are exactly 1..last_value, because the
+    row is locked and bumped in the issuing transaction; a rollback gives the number back.
+    """
+
+    year = models.PositiveSmallIntegerField()
+    region = models.CharField(max_length=2)
+    channel = models.CharField(max_length=1)
+    last_value = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["year", "region", "channel"], name="number_sequence_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.year}/{self.region}/{self.channel}: {self.last_value}"
+
+
+class QuotaUsage(models.Model):
+    """Pre-tax amounts issued per organisation and calendar month (Asia/Shanghai), for 授信额度."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField(max_length=6)  # YYYYMM
+    used = models.DecimalField(**MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "period"], name="quota_usage_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id} {self.period}: {self.used}"

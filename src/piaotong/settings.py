@@ -1,0 +1,197 @@
+"""Django settings, read from environment variables through small typed helpers.
+
+Bad configuration fails loudly at start-up rather than at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: use 1/0, true/false, yes/no or on/off")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    return default if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
+
+
+VAR_DIR = Path(env_str("PIAOTONG_VAR_DIR", str(Path.cwd() / "var"))).resolve()
+DEBUG = env_bool("PIAOTONG_DEBUG", False)
+SECRET_KEY = os.environ.get("PIAOTONG_SECRET_KEY", "")
+if not SECRET_KEY:
+    # A stable per-installation secret, so sessions survive restarts without configuration.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _secret_file = VAR_DIR / "secret_key"
+    try:
+        # O_EXCL: when several processes start at once, exactly one writes the secret.
+        _fd = os.open(_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        import secrets
+
+        with os.fdopen(_fd, "w") as _out:
+            _out.write(secrets.token_urlsafe(50))
+    SECRET_KEY = _secret_file.read_text().strip()
+
+ALLOWED_HOSTS = env_list("PIAOTONG_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("PIAOTONG_CSRF_TRUSTED_ORIGINS", [])
+
+# Node identity: the region this node serves (digits 3-4 of the numbers it assigns) and the
+# issuing-channel digit (digit 5). The channel has no public enumeration, so it is configurable.
+PIAOTONG_REGION = env_str("PIAOTONG_REGION", "11")
+PIAOTONG_CHANNEL = env_str("PIAOTONG_CHANNEL", "2")
+PIAOTONG_NODE_ID = env_str("PIAOTONG_NODE_ID", f"node-{PIAOTONG_REGION}")
+PIAOTONG_KEY_DIR = Path(env_str("PIAOTONG_KEY_DIR", str(VAR_DIR / "keys")))
+PIAOTONG_MAX_BULK = env_int("PIAOTONG_MAX_BULK", 1000)
+if not (len(PIAOTONG_REGION) == 2 and PIAOTONG_REGION.isdigit()):
+    raise ImproperlyConfigured(f"PIAOTONG_REGION={PIAOTONG_REGION!r}: two digits, e.g. 11")
+if not (len(PIAOTONG_CHANNEL) == 1 and PIAOTONG_CHANNEL.isdigit()):
+    raise ImproperlyConfigured(f"PIAOTONG_CHANNEL={PIAOTONG_CHANNEL!r}: one digit, e.g. 2")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "piaotong",
+    "piaotong.accounts",
+    "piaotong.ledger",
+    "piaotong.exchange",
+    "piaotong.invoices",
+    "piaotong.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "piaotong.urls"
+WSGI_APPLICATION = "piaotong.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict[str, object]:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{VAR_DIR / 'piaotong.sqlite3'}"
+    config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=60))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            # IMMEDIATE takes the write lock at BEGIN: a read-then-write transaction (number
+            # allocation) cannot deadlock on lock upgrade, it waits for `timeout` instead.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+            "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;",
+        }
+        config["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")} if env_bool(
+            "PIAOTONG_TEST_SQLITE_FILE", False
+        ) else {}
+    elif config["ENGINE"] not in {"django.db.backends.postgresql"}:
+        raise ImproperlyConfigured(f"DATABASE_URL: only sqlite:// and postgres:// are supported, got {url!r}")
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Asia/Shanghai"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if env_bool("PIAOTONG_TESTING", False) or DEBUG:
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "invoices:dashboard"
+LOGOUT_REDIRECT_URL = "accounts:login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 12 * 3600
+CSRF_COOKIE_HTTPONLY = False  # htmx reads it to send X-CSRFToken on POSTs
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("PIAOTONG_MAX_REQUEST_BYTES", 10 * 1024 * 1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("PIAOTONG_LOG_LEVEL", "INFO")},
+}
+AUTH_USER_MODEL = "accounts.User"

@@ -1,0 +1,17 @@
+"""Root URLs: the web UI, the JSON API, health and readiness."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from piaotong import health
+from piaotong.api.api import api
+
+urlpatterns = [
+    path("", include("piaotong.invoices.urls")),
+    path("accounts/", include("piaotong.accounts.urls")),
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+]
