@@ -146,7 +146,11 @@ def _database() -> dict[str, object]:
         config["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")} if env_bool(
             "PIAOTONG_TEST_SQLITE_FILE", False
         ) else {}
-    elif config["ENGINE"] not in {"django.db.backends.postgresql"}:
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # Server-side binding sends parameters separately instead of quoting them into the SQL
+        # text: measured 2x faster bulk inserts of JSON columns (docs/benchmarks.md).
+        config["OPTIONS"] = {"server_side_binding": env_bool("PIAOTONG_PG_SERVER_SIDE_BINDING", True)}
+    else:
         raise ImproperlyConfigured(f"DATABASE_URL: only sqlite:// and postgres:// are supported, got {url!r}")
     return config
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from piaotong.exchange.models import OutboxEvent
+from piaotong.fastsql import insert_many
 from piaotong.ledger.chain import event_body, json_ready
 from piaotong.ledger.models import LedgerEvent
 
@@ -20,8 +21,7 @@ def subject_for(seller_region: str, buyer_region: str, kind: str) -> str:
 
 def enqueue_events(items: list[tuple[LedgerEvent, str, str]]) -> list[OutboxEvent]:
     """Queue ledger events (event, seller region, buyer region); runs in the caller's transaction."""
-    return OutboxEvent.objects.bulk_create(
-        [
+    rows = [
             OutboxEvent(
                 event_id=event.event_id,
                 subject=subject_for(seller_region, buyer_region, event.kind),
@@ -29,6 +29,7 @@ def enqueue_events(items: list[tuple[LedgerEvent, str, str]]) -> list[OutboxEven
                 schema_version=event.schema_version,
                 payload=json_ready(event_body(event) | {"prev_hash": event.prev_hash, "hash": event.hash}),
             )
-            for event, seller_region, buyer_region in items
-        ]
-    )
+        for event, seller_region, buyer_region in items
+    ]
+    insert_many(rows)
+    return rows

@@ -23,6 +23,7 @@ from piaotong.accounts.access import Actor
 from piaotong.accounts.models import Organisation
 from piaotong.accounts.permissions import Action
 from piaotong.exchange.actions import enqueue_events
+from piaotong.fastsql import execute_returning, insert_many
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.models import Invoice, InvoiceLine, QuotaUsage
 from piaotong.invoices.numbering import allocate_numbers
@@ -59,11 +60,21 @@ def _status_error(invoice: Invoice, wanted: str) -> RuleViolation:
     )
 
 
-def _build_invoice(actor: Actor, seller: Organisation, checked: CheckedInvoice) -> Invoice:
-    draft = checked.draft
-    buyer = (
-        Organisation.objects.filter(tax_id=checked.buyer_tax_id).first() if checked.buyer_tax_id else None
+def _registered_buyers(checked: Sequence[CheckedInvoice]) -> dict[str, Organisation]:
+    """Buyers that are organisations on this node, by tax id, in one query for a whole batch."""
+    tax_ids = {c.buyer_tax_id for c in checked if c.buyer_tax_id}
+    return (
+        {org.tax_id: org for org in Organisation.objects.filter(tax_id__in=tax_ids)}
+        if tax_ids
+        else {}
     )
+
+
+def _build_invoice(
+    actor: Actor, seller: Organisation, checked: CheckedInvoice, buyers: dict[str, Organisation]
+) -> Invoice:
+    draft = checked.draft
+    buyer = buyers.get(checked.buyer_tax_id)
     return Invoice(
         kind=draft.kind,
         seller=seller,
@@ -115,10 +126,12 @@ def do_create_draft(actor: Actor, seller: Organisation, draft: InvoiceDraft) -> 
     _require(actor, Action.DRAFT_INVOICE, seller)
     checked = check_draft(draft, seller.taxpayer_kind)
     with transaction.atomic():
-        invoice = _build_invoice(actor, seller, checked)
+        invoice = _build_invoice(actor, seller, checked, _registered_buyers([checked]))
         invoice.save()
         InvoiceLine.objects.bulk_create(_build_lines(invoice, checked))
-        record_audit(actor, "invoice.drafted", invoice.stream, seller.pk, {"total": invoice.total_with_tax})
+        record_audit(
+            actor, "invoice.drafted", invoice.stream, seller.pk, {"total": invoice.total_with_tax}
+        )
     return invoice
 
 
@@ -145,7 +158,9 @@ def _check_reviewer(actor: Actor, invoice: Invoice) -> None:
         raise RuleViolation(
             "reviewer",
             "self_review",
-            _("Nobody approves their own invoice: a second user with the reviewer role must approve it."),
+            _(
+                "Nobody approves their own invoice: a second user with the reviewer role must approve it."
+            ),
         )
 
 
@@ -166,7 +181,9 @@ def do_reject_invoice(actor: Actor, invoice: Invoice, reason: str) -> Invoice:
     """Send a pending draft back to its author with a reason."""
     _check_reviewer(actor, invoice)
     if not reason.strip():
-        raise RuleViolation("reason", "required", _("Say why the draft is rejected, so its author can fix it."))
+        raise RuleViolation(
+            "reason", "required", _("Say why the draft is rejected, so its author can fix it.")
+        )
     with transaction.atomic():
         invoice = _locked(invoice)
         if invoice.status != InvoiceStatus.PENDING_REVIEW:
@@ -174,7 +191,9 @@ def do_reject_invoice(actor: Actor, invoice: Invoice, reason: str) -> Invoice:
         invoice.status = InvoiceStatus.DRAFT
         invoice.review_note = reason.strip()[:500]
         invoice.save(update_fields=["status", "review_note", "updated_at"])
-        record_audit(actor, "invoice.rejected", invoice.stream, invoice.seller_id, {"reason": reason})
+        record_audit(
+            actor, "invoice.rejected", invoice.stream, invoice.seller_id, {"reason": reason}
+        )
     return invoice
 
 
@@ -183,7 +202,9 @@ def _refuse_without_review(seller: Organisation) -> None:
         raise RuleViolation(
             "status",
             "review_required",
-            _("This organisation requires dual review: submit the draft for review instead of issuing it."),
+            _(
+                "This organisation requires dual review: submit the draft for review instead of issuing it."
+            ),
         )
 
 
@@ -204,7 +225,9 @@ def do_issue_new_invoice(actor: Actor, seller: Organisation, draft: InvoiceDraft
     return do_issue_invoices(actor, seller, [draft])[0]
 
 
-def do_issue_invoices(actor: Actor, seller: Organisation, drafts: Sequence[InvoiceDraft]) -> list[Invoice]:
+def do_issue_invoices(
+    actor: Actor, seller: Organisation, drafts: Sequence[InvoiceDraft]
+) -> list[Invoice]:
     """Issue many invoices all-or-nothing (批量开具): every draft is checked before any is written."""
     _require(actor, Action.ISSUE_INVOICE, seller)
     _refuse_without_review(seller)
@@ -219,7 +242,8 @@ def do_issue_invoices(actor: Actor, seller: Organisation, drafts: Sequence[Invoi
             raise RuleViolations(errors[0])
         raise BulkViolations(errors)
     with transaction.atomic():
-        invoices = [_build_invoice(actor, seller, c) for c in checked]
+        buyers = _registered_buyers(checked)
+        invoices = [_build_invoice(actor, seller, c, buyers) for c in checked]
         lines = [_build_lines(invoice, c) for invoice, c in zip(invoices, checked, strict=True)]
         _issue_locked(invoices, actor, lines, created=True)
     return invoices
@@ -231,12 +255,25 @@ class _Issued:
     payload: dict[str, object]
 
 
+_CONSUME_QUOTA = (
+    f"UPDATE {QuotaUsage._meta.db_table} SET used = used + %s "  # noqa: S608 - our table
+    "WHERE organisation_id = %s AND period = %s AND used <= %s RETURNING used"
+)
+
+
 def _consume_quota(seller: Organisation, period: str, amount: Decimal) -> None:
-    locked = QuotaUsage.objects.select_for_update()
-    usage = locked.filter(organisation=seller, period=period).first()
-    if usage is None:
-        QuotaUsage.objects.bulk_create([QuotaUsage(organisation=seller, period=period)], ignore_conflicts=True)
-        usage = locked.get(organisation=seller, period=period)
+    """Add `amount` to the month's usage if it fits the quota.
+
+    The conditional UPDATE checks and consumes in one statement and keeps the row locked until
+    commit; only when it matches nothing (no row yet, or over quota) do we look closer.
+    """
+    if execute_returning(_CONSUME_QUOTA, [amount, seller.pk, period, seller.issuing_quota - amount]):
+        return
+    usage_row = QuotaUsage.objects.filter(organisation=seller, period=period)
+    QuotaUsage.objects.bulk_create(
+        [QuotaUsage(organisation=seller, period=period)], ignore_conflicts=True
+    )
+    usage = usage_row.select_for_update().get()
     if usage.used + amount > seller.issuing_quota:
         raise RuleViolation(
             "total_amount",
@@ -252,8 +289,17 @@ def _consume_quota(seller: Organisation, period: str, amount: Decimal) -> None:
 
 
 ISSUE_FIELDS = [
-    "number", "status", "issue_date", "issued_at", "issuer_name", "signing_key_id",
-    "signature", "payload_hash", "reviewed_by", "reviewer_name", "updated_at",
+    "number",
+    "status",
+    "issue_date",
+    "issued_at",
+    "issuer_name",
+    "signing_key_id",
+    "signature",
+    "payload_hash",
+    "reviewed_by",
+    "reviewer_name",
+    "updated_at",
 ]
 
 
@@ -266,7 +312,9 @@ def _issue_locked(
     """
     seller = invoices[0].seller
     today, now = timezone.localdate(), timezone.now()
-    _consume_quota(seller, today.strftime("%Y%m"), sum((i.total_amount for i in invoices), Decimal(0)))
+    _consume_quota(
+        seller, today.strftime("%Y%m"), sum((i.total_amount for i in invoices), Decimal(0))
+    )
     numbers = allocate_numbers(today.year, len(invoices))
     key = signing_key()
     issued = []
@@ -280,11 +328,11 @@ def _issue_locked(
         invoice.payload_hash, invoice.signature = sha256_hex(body), key.sign(body)
         issued.append(_Issued(invoice, payload))
     if created:
-        Invoice.objects.bulk_create(invoices)
+        insert_many(invoices)
         for invoice, invoice_lines in zip(invoices, lines, strict=True):
             for line in invoice_lines:
                 line.invoice = invoice
-        InvoiceLine.objects.bulk_create([line for group in lines for line in group])
+        insert_many([line for group in lines for line in group])
     else:
         for invoice in invoices:
             invoice.save(update_fields=ISSUE_FIELDS)
@@ -310,8 +358,12 @@ def _record_issued(actor: Actor, issued: list[_Issued]) -> None:
     record_audits(
         actor,
         [
-            ("invoice.issued", item.invoice.stream, item.invoice.seller_id,
-             {"number": item.invoice.number, "total": item.invoice.total_with_tax})
+            (
+                "invoice.issued",
+                item.invoice.stream,
+                item.invoice.seller_id,
+                {"number": item.invoice.number, "total": item.invoice.total_with_tax},
+            )
             for item in issued
         ],
     )

@@ -157,8 +157,14 @@ class LineForm(forms.Form):
         )
 
 
+# `extra` only shapes the blank form (GET); a posted formset has as many lines as it says.
 BaseLineFormSet = formset_factory(
-    LineForm, extra=0, can_delete=True, max_num=MAX_LINES, absolute_max=MAX_LINES, validate_max=True
+    LineForm,
+    extra=BLANK_LINES,
+    can_delete=True,
+    max_num=MAX_LINES,
+    absolute_max=MAX_LINES,
+    validate_max=True,
 )
 
 
@@ -283,10 +289,7 @@ class InvoiceEntry:
     ) -> None:
         self.sellers = sellers
         self.form = IssueForm(data, sellers=sellers)
-        if data is None:
-            self.lines = BaseLineFormSet(prefix=LINES_PREFIX, initial=[{}] * BLANK_LINES)
-        else:
-            self.lines = BaseLineFormSet(data, prefix=LINES_PREFIX)
+        self.lines = BaseLineFormSet(data, prefix=LINES_PREFIX)
         self.extra_errors: list[str] = []
 
     @property

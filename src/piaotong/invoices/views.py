@@ -9,13 +9,14 @@ works as plain HTML forms without JavaScript.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required as django_login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -25,9 +26,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
 from piaotong.accounts.access import Actor, actor_for_user
@@ -59,6 +61,20 @@ LATEST = 10
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+
+
+def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Django's login_required, except that an htmx request from an expired session reloads the
+    page (which then goes to the login form) instead of swapping the login form into a panel."""
+    guarded = django_login_required(view)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated and request.headers.get("HX-Request") == "true":
+            return HttpResponseClientRefresh()
+        return guarded(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -376,8 +392,13 @@ def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
         "-created_at", "-id"
     )
     page = Paginator(invoices, PAGE_SIZE).get_page(request.GET.get("page"))
-    template = "invoices/_invoice_table.html" if _is_partial(request) else "invoices/list.html"
+    partial = _is_partial(request)
+    template = "invoices/_invoice_table.html" if partial else "invoices/list.html"
     response = render(request, template, {"filters": filters, "page": page})
+    if partial:
+        # The address bar gets the filters actually set, not every empty field of the form.
+        query = urlencode([(key, value) for key, value in request.GET.items() if value])
+        response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
     patch_vary_headers(response, ["HX-Request"])
     return response
 

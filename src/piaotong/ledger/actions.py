@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from piaotong.accounts.access import Actor
 from piaotong.ledger.chain import audit_body, event_body, json_ready
+from piaotong.fastsql import execute_returning, insert_many
 from piaotong.ledger.models import AuditEntry, ChainHead, LedgerEvent
 from piaotong.lib.canonical import chain_hash
 
@@ -54,12 +55,26 @@ def append_event(stream: str, kind: str, payload: dict[str, Any]) -> LedgerEvent
     return event
 
 
-def _lock_head(name: str) -> ChainHead:
-    head = ChainHead.objects.select_for_update().filter(name=name).first()
-    if head is None:
+_TABLE = ChainHead._meta.db_table
+_RESERVE = f"UPDATE {_TABLE} SET seq = seq + %s WHERE name = %s RETURNING seq, hash"  # noqa: S608
+_SET_HASH = f"UPDATE {_TABLE} SET hash = %s WHERE name = %s RETURNING seq"  # noqa: S608
+
+
+def _reserve(name: str, count: int) -> tuple[int, str]:
+    """Reserve `count` positions after the chain's tip; the row stays locked until commit.
+
+    Returns (the seq before the reservation, the tip's hash).
+    """
+    row = execute_returning(_RESERVE, [count, name])
+    if row is None:
         ChainHead.objects.bulk_create([ChainHead(name=name)], ignore_conflicts=True)
-        head = ChainHead.objects.select_for_update().get(name=name)
-    return head
+        row = execute_returning(_RESERVE, [count, name])
+        assert row is not None
+    return int(row[0]) - count, str(row[1])
+
+
+def _set_head_hash(name: str, hash_: str) -> None:
+    execute_returning(_SET_HASH, [hash_, name])
 
 
 def record_audit(
@@ -89,7 +104,8 @@ def append_first_events(items: list[tuple[str, str, dict[str, Any]]]) -> list[Le
         )
         event.hash = chain_hash("", event_body(event))
         events.append(event)
-    return LedgerEvent.objects.bulk_create(events)
+    insert_many(events)
+    return events
 
 
 def record_audits(
@@ -97,17 +113,16 @@ def record_audits(
 ) -> list[AuditEntry]:
     """Append many audit entries (action, target, organisation id, details) under one lock."""
     _require_transaction()
-    head = _lock_head(AUDIT_CHAIN)
-    now, prev, entries = timezone.now(), head.hash, []
+    first_seq, prev = _reserve(AUDIT_CHAIN, len(items))
+    now, entries = timezone.now(), []
     for offset, (action, target, organisation_id, details) in enumerate(items, start=1):
         entry = AuditEntry(
-            seq=head.seq + offset, actor=actor.principal, actor_label=actor.label,
+            seq=first_seq + offset, actor=actor.principal, actor_label=actor.label,
             organisation_id=organisation_id, action=action, target=target,
             details=json_ready(details), prev_hash=prev, occurred_at=now,
         )
         entry.hash = prev = chain_hash(prev, audit_body(entry))
         entries.append(entry)
-    AuditEntry.objects.bulk_create(entries)
-    head.seq, head.hash = entries[-1].seq, entries[-1].hash
-    head.save(update_fields=["seq", "hash"])
+    insert_many(entries)
+    _set_head_hash(AUDIT_CHAIN, entries[-1].hash)
     return entries

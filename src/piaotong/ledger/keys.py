@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
+from django.db import transaction
 
 from piaotong.ledger.models import SigningKey
 from piaotong.lib import signing
@@ -52,15 +53,21 @@ def node_key() -> NodeKey:
     return NodeKey(key_id=key_id, algorithm=signing.ALGORITHM, private_key=private_key)
 
 
+_registered: set[str] = set()
+
+
 def signing_key() -> NodeKey:
     """The key to sign with, registered in the key table within the caller's transaction.
 
-    Registration is checked on every use rather than cached: a cached "registered" flag would
-    lie after the registering transaction rolled back.
+    The "registered" mark is set only after the registering transaction commits, so a rollback
+    cannot leave a key that signs invoices but is missing from the registry.
     """
     key = node_key()
+    if key.key_id in _registered:
+        return key
     SigningKey.objects.get_or_create(
         key_id=key.key_id,
         defaults={"node_id": settings.PIAOTONG_NODE_ID, "public_key": key.public_key, "algorithm": key.algorithm},
     )
+    transaction.on_commit(lambda: _registered.add(key.key_id))
     return key

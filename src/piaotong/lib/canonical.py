@@ -28,7 +28,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be part of canonical JSON")
 
 
+_PLAIN = (str, int, bool, type(None), Decimal, UUID)
+
+
 def _normalise(value: Any) -> Any:
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, float):
         raise TypeError("floats cannot be part of canonical JSON; use Decimal")
     if isinstance(value, datetime):
@@ -38,7 +43,7 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): _normalise(v) for k, v in value.items()}
+        return {str(k): v if isinstance(v, _PLAIN) else _normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_normalise(v) for v in value]
     return value

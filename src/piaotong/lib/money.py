@@ -45,6 +45,7 @@ from piaotong.lib.errors import RuleViolation, RuleViolations
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+ZERO_MONEY = Decimal("0.00")
 # NUMERIC(18,2) columns could hold more, but an invoice above hundreds of billions of yuan is a
 # typing error, never a sale.
 MAX_AMOUNT = Decimal("999999999999.99")
@@ -52,7 +53,7 @@ MAX_LINES = 2000
 MAX_DECIMAL_PLACES = 13
 MAX_SIGNIFICANT_DIGITS = 15
 AMOUNT_TOLERANCE = Decimal("0.01")
-LINE_TAX_TOLERANCE = Decimal("0.07")
+LINE_TAX_TOLERANCE = Decimal("0.06")
 INVOICE_TAX_TOLERANCE = Decimal("1.27")
 # Small-scale taxpayers with monthly sales up to CNY 100,000 are exempt (§4, §8).
 SMALL_SCALE_MONTHLY_THRESHOLD = Decimal("100000")
@@ -342,7 +343,7 @@ def _base_amount(line: LineInput) -> Decimal:
     """The amount as entered (gross when tax-inclusive), from quantity × unit price if absent."""
     if line.quantity is None or line.unit_price is None:
         assert line.amount is not None  # _input_violations requires it
-        return line.amount
+        return round_cents(line.amount)
     product = line.quantity * line.unit_price
     if line.amount is None:
         amount = round_cents(product)
@@ -358,13 +359,14 @@ def _base_amount(line: LineInput) -> Decimal:
             ),
             {"amount": line.amount, "product": round_cents(product)},
         )
-    return line.amount
+    return round_cents(line.amount)
 
 
 def _settle_tax(supplied: Decimal | None, computed: Decimal) -> Decimal:
     """The tax to print: the supplied one when within tolerance, as invoicing software does."""
     if supplied is None:
         return computed
+    supplied = round_cents(supplied)
     if abs(supplied - computed) > LINE_TAX_TOLERANCE:
         raise RuleViolation(
             "tax",
@@ -557,8 +559,8 @@ def _amount_sign_violation(amount: Decimal, kind: int) -> RuleViolation | None:
 
 def compute_totals(lines: Sequence[LineAmounts]) -> Totals:
     """Σ amounts, Σ taxes and their sum (价税合计)."""
-    amount = sum((line.amount for line in lines), ZERO)
-    tax = sum((line.tax for line in lines), ZERO)
+    amount = sum((line.amount for line in lines), ZERO_MONEY)
+    tax = sum((line.tax for line in lines), ZERO_MONEY)
     return Totals(amount, tax, amount + tax)
 
 

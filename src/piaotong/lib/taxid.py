@@ -42,7 +42,6 @@ from piaotong.lib.regions import is_provincial
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_LENGTH = 18
-LEGACY_TAXPAYER_ID_LENGTHS = (15, 17, 20)
 # Organisations registered by central authorities carry area 100000 in their USCC.
 CENTRAL_AREA_PREFIX = "10"
 # Residence permits of Hong Kong, Macao and Taiwan residents share the resident-id format.

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -113,6 +114,15 @@ def test_it_sends_anonymous_posts_to_the_login_page_without_writing(client, org_
     assert not Invoice.objects.exists()
 
 
+def test_it_reloads_the_page_when_an_htmx_request_comes_from_an_expired_session(client, org_a):
+    response = client.post(
+        reverse("invoices:preview"), form_data(org_a), headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert response["HX-Refresh"] == "true"
+    assert not response.content
+
+
 # --- Dashboard ---------------------------------------------------------------------------
 
 
@@ -153,6 +163,7 @@ def test_it_offers_only_the_organisations_the_user_may_draft_for(client, clerk, 
     assert org_a.name in html
     assert org_b.name not in html
     assert 'name="lines-TOTAL_FORMS" value="3"' in html
+    assert 'name="lines-INITIAL_FORMS" value="0"' in html
     assert 'name="lines-2-amount"' in html
 
 
@@ -290,6 +301,32 @@ def test_it_ignores_lines_marked_for_removal(client, clerk, org_a):
     )
     assert client.post(reverse("invoices:new"), data).status_code == 302
     assert Invoice.objects.get().lines.count() == 1
+
+
+def test_it_asks_for_at_least_one_line(client, clerk, org_a):
+    client.force_login(clerk)
+    data = form_data(org_a)
+    for field in ["tax_code", "item_name", "amount", "tax_rate"]:
+        data[f"lines-0-{field}"] = ""
+    response = client.post(reverse("invoices:new"), data)
+    assert "Add at least one line." in error_slot(response.content.decode(), "__all__")
+    assert not Invoice.objects.exists()
+
+
+def test_it_refuses_a_seller_the_user_does_not_work_for(client, outsider, org_a):
+    client.force_login(outsider)
+    response = client.post(reverse("invoices:new"), form_data(org_a))
+    assert response.status_code == 200
+    assert "seller" in response.context["entry"].form.errors
+    assert org_a.name not in response.content.decode()
+    assert not Invoice.objects.exists()
+
+
+def test_it_requires_the_csrf_token(clerk, org_a):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(clerk)
+    assert client.post(reverse("invoices:new"), form_data(org_a)).status_code == 403
+    assert not Invoice.objects.exists()
 
 
 def test_it_adds_a_line_without_javascript(client, clerk, org_a):
@@ -449,11 +486,14 @@ def test_it_ignores_junk_filters_and_says_so(client, clerk, org_a):
 def test_it_refreshes_only_the_table_for_htmx(client, clerk, org_a):
     invoice = issue(clerk, org_a)
     client.force_login(clerk)
-    response = client.get(reverse("invoices:list"), headers={"HX-Request": "true"})
+    response = client.get(
+        reverse("invoices:list"), {"buyer": "", "status": "issued"}, headers={"HX-Request": "true"}
+    )
     html = response.content.decode()
     assert invoice.number in html
     assert "<html" not in html
     assert "HX-Request" in response["Vary"]
+    assert response["HX-Push-Url"] == reverse("invoices:list") + "?status=issued"
 
 
 def test_it_lists_with_the_same_number_of_queries_however_many_invoices(client, clerk, org_a):

@@ -18,7 +18,7 @@ from piaotong.lib.invoice_numbers import (
 from piaotong.lib.regions import REGIONS
 
 
-def refused(text, **kwargs) -> RuleViolation:
+def refused(text: str, **kwargs: date) -> RuleViolation:
     with pytest.raises(RuleViolation) as raised:
         parse_number(text, **kwargs)
     return raised.value

@@ -235,6 +235,14 @@ def test_it_converts_a_lone_tax_inclusive_unit_price_by_the_rate():
     assert line.unit_price == D("8.8495575221239")
 
 
+def test_it_gives_money_two_decimal_places_however_it_was_entered():
+    line = compute_line(LineInput(rate=VAT13, amount=D("100"), tax=D("13")))
+    assert (str(line.amount), str(line.tax), str(line.gross)) == ("100.00", "13.00", "113.00")
+    totals = compute_totals([line])
+    assert (str(totals.amount), str(totals.total)) == ("100.00", "113.00")
+    assert str(compute_totals([]).total) == "0.00"
+
+
 def test_it_drops_trailing_zeros_but_never_writes_an_exponent():
     line = compute_line(LineInput(rate=VAT6, quantity=D("100.000"), unit_price=D("2.50")))
     assert (str(line.quantity), str(line.unit_price)) == ("100", "2.5")
@@ -411,6 +419,7 @@ def test_it_keeps_quantity_times_pre_tax_price_on_the_amount(quantity, gross_pri
         LineInput(rate=rate, quantity=D(quantity), unit_price=gross_price, tax_inclusive=True)
     )
     assert line.unit_price is not None
+    assert line.quantity is not None
     assert abs(line.quantity * line.unit_price - line.amount) <= D("0.01")
 
 
@@ -464,11 +473,11 @@ def test_it_fits_at_most_2000_lines():
     assert invoice_violations([line] * 2001) == [("lines", "too_many_lines")]
 
 
-def discounted(amount="100.00", rate=VAT13):
+def discounted(amount: str = "100.00", rate: TaxRate = VAT13) -> LineInput:
     return LineInput(rate=rate, amount=D(amount), kind=DISCOUNTED)
 
 
-def discount(amount="-10.00", rate=VAT13):
+def discount(amount: str = "-10.00", rate: TaxRate = VAT13) -> LineInput:
     return LineInput(rate=rate, amount=D(amount), kind=DISCOUNT)
 
 

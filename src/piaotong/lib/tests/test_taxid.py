@@ -1,6 +1,8 @@
 """Taxpayer identifiers: USCC with both check characters, older ids, resident ids."""
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import pytest
 from django.utils import translation
@@ -35,7 +37,7 @@ def resident_id(first17: str) -> str:
     return first17 + ric.calc_check_digit(first17 + "0")
 
 
-def refused(func, text, **kwargs) -> RuleViolation:
+def refused(func: Callable[..., str], text: str, **kwargs: Any) -> RuleViolation:
     with pytest.raises(RuleViolation) as raised:
         func(text, **kwargs)
     return raised.value

@@ -1,0 +1,60 @@
+"""Fast inserts for the issuing hot path.
+
+The ORM compiles SQL anew for every call; on this project's benchmark machine that costs about
+150-200 µs per statement, more than the statement itself. `insert_rows` builds the INSERT once per
+(model, row count) and converts values with the same field methods the ORM uses, so what lands in
+the database is identical to `bulk_create`. Use it only where a benchmark shows the need
+(docs/benchmarks.md); everywhere else the ORM is the rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from django.db import connection, models
+
+
+def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    return [f for f in model._meta.concrete_fields if not f.primary_key]
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(model: type[models.Model], rows: int, vendor: str) -> str:
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _fields(model))
+    one_row = "(" + ", ".join(["%s"] * len(_fields(model))) + ")"
+    pk = connection.ops.quote_name(model._meta.pk.column)  # type: ignore[union-attr]
+    return f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * rows)} RETURNING {pk}"  # noqa: S608
+
+
+def insert_rows(objs: Sequence[models.Model]) -> None:
+    """Insert model instances of one model in one statement and set their primary keys."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = _fields(model)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, len(objs), connection.vendor), params)
+        ids = [row[0] for row in cursor.fetchall()]
+    for obj, pk in zip(objs, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def execute_returning(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """Run one statement with RETURNING and give back its first row, if any."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def insert_many(objs: Sequence[models.Model], batch: int = 500) -> None:
+    """`insert_rows` in batches, keeping statements within SQLite's parameter limit."""
+    per_row = len(_fields(type(objs[0]))) if objs else 1
+    size = max(1, min(batch, 30000 // per_row))
+    for start in range(0, len(objs), size):
+        insert_rows(objs[start : start + size])
