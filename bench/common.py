@@ -40,7 +40,12 @@ def machine() -> dict[str, object]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
 
 
 def _psql(sql: str) -> None:
@@ -65,8 +70,14 @@ def database(kind: str) -> Iterator[str]:
 def run_child(script: Path, kind: str, extra: list[str]) -> int:
     """Run `script --child` against a fresh database, in its own process (settings are per process)."""
     with database(kind) as url, tempfile.TemporaryDirectory(prefix="piaotong-var-") as var:
-        env = os.environ | {"DATABASE_URL": url, "PIAOTONG_VAR_DIR": var, "PYTHONPATH": str(ROOT / "src")}
-        return subprocess.run([sys.executable, str(script), "--child", "--db", kind, *extra], env=env).returncode
+        env = os.environ | {
+            "DATABASE_URL": url,
+            "PIAOTONG_VAR_DIR": var,
+            "PYTHONPATH": str(ROOT / "src"),
+        }
+        return subprocess.run(
+            [sys.executable, str(script), "--child", "--db", kind, *extra], env=env
+        ).returncode
 
 
 def setup_django() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, machine, run_child, setup_django  # noqa: E402
+from common import emit, machine, run_child, setup_django
 
 
 def raw_insert_rate(n: int) -> float:
@@ -41,10 +41,21 @@ def three_lines():  # type: ignore[no-untyped-def]
 
     return [
         line(),
-        line(tax_code="1090511030000000000", item_name="笔记本电脑", tax_rate="0.13",
-             quantity=Decimal("3"), unit_price=Decimal("4999.99")),
-        line(tax_code="3010102020000000000", item_name="运输费", tax_rate="0.09", quantity=None,
-             unit_price=None, amount=Decimal("880.00")),
+        line(
+            tax_code="1090511030000000000",
+            item_name="笔记本电脑",
+            tax_rate="0.13",
+            quantity=Decimal("3"),
+            unit_price=Decimal("4999.99"),
+        ),
+        line(
+            tax_code="3010102020000000000",
+            item_name="运输费",
+            tax_rate="0.09",
+            quantity=None,
+            unit_price=None,
+            amount=Decimal("880.00"),
+        ),
     ]
 
 
@@ -74,13 +85,31 @@ def child(kind: str, singles: int, batches: int) -> None:
         do_issue_new_invoice(actor, seller, the_draft)
         times.append(time.perf_counter() - t0)
     rate = singles / (time.perf_counter() - start)
-    emit(bench="issue", metric="single_issue_per_s", db=kind, value=round(rate, 1), unit="1/s",
-         baseline="raw_insert_per_s", baseline_value=round(raw, 1), ratio=round(rate / raw, 3),
-         target=">= 0.25 ratio", ok=rate / raw >= 0.25)
+    emit(
+        bench="issue",
+        metric="single_issue_per_s",
+        db=kind,
+        value=round(rate, 1),
+        unit="1/s",
+        baseline="raw_insert_per_s",
+        baseline_value=round(raw, 1),
+        ratio=round(rate / raw, 3),
+        target=">= 0.25 ratio",
+        ok=rate / raw >= 0.25,
+    )
     times.sort()
     p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000
-    emit(bench="issue", metric="single_issue_p99_ms", db=kind, value=round(p99, 2), unit="ms",
-         p50_ms=round(p50, 2), n=singles, target="<= 15 ms", ok=p99 <= 15)
+    emit(
+        bench="issue",
+        metric="single_issue_p99_ms",
+        db=kind,
+        value=round(p99, 2),
+        unit="ms",
+        p50_ms=round(p50, 2),
+        n=singles,
+        target="<= 15 ms",
+        ok=p99 <= 15,
+    )
 
     drafts = [the_draft] * 1000
     start = time.perf_counter()
@@ -88,13 +117,24 @@ def child(kind: str, singles: int, batches: int) -> None:
         do_issue_invoices(actor, seller, drafts)
     bulk = batches * 1000 / (time.perf_counter() - start)
     target = ">= 5000/s" if kind == "postgresql" else "(target is for PostgreSQL)"
-    emit(bench="issue", metric="bulk_issue_per_s", db=kind, value=round(bulk, 1), unit="1/s",
-         baseline="raw_insert_per_s", baseline_value=round(raw, 1), ratio=round(bulk / raw, 3),
-         target=target, ok=bulk >= 5000 if kind == "postgresql" else None)
+    emit(
+        bench="issue",
+        metric="bulk_issue_per_s",
+        db=kind,
+        value=round(bulk, 1),
+        unit="1/s",
+        baseline="raw_insert_per_s",
+        baseline_value=round(raw, 1),
+        ratio=round(bulk / raw, 3),
+        target=target,
+        ok=bulk >= 5000 if kind == "postgresql" else None,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
     parser.add_argument("--single", type=int, default=1000)
     parser.add_argument("--bulk-batches", type=int, default=5)

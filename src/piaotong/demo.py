@@ -15,7 +15,12 @@ from piaotong.accounts.access import Actor, actor_for_user
 from piaotong.accounts.actions import do_grant_role, do_register_organisation
 from piaotong.accounts.choices import Role, TaxpayerKind
 from piaotong.accounts.models import Organisation, User
-from piaotong.invoices.actions import do_approve_invoice, do_create_draft, do_issue_invoices, do_submit_for_review
+from piaotong.invoices.actions import (
+    do_approve_invoice,
+    do_create_draft,
+    do_issue_invoices,
+    do_submit_for_review,
+)
 from piaotong.invoices.choices import BuyerKind, InvoiceKind
 from piaotong.invoices.models import Invoice
 from piaotong.invoices.rules import InvoiceDraft, LineDraft
@@ -69,14 +74,23 @@ def _ensure_org(actor: Actor, spec: DemoOrg) -> Organisation:
     if existing:
         return existing
     return do_register_organisation(
-        actor, name=spec.name, tax_id=spec.tax_id, region=spec.area[:2], taxpayer_kind=spec.kind,
-        address=f"{spec.name[:2]}市示范路 {spec.org8[-1]} 号", phone="010-6000000" + spec.org8[-1],
-        bank_name="中国工商银行示范支行", bank_account="0200" + spec.org8[-4:].encode().hex()[:12],
-        issuing_quota=Decimal("100000000.00"), requires_dual_review=spec.dual_review,
+        actor,
+        name=spec.name,
+        tax_id=spec.tax_id,
+        region=spec.area[:2],
+        taxpayer_kind=spec.kind,
+        address=f"{spec.name[:2]}市示范路 {spec.org8[-1]} 号",
+        phone="010-6000000" + spec.org8[-1],
+        bank_name="中国工商银行示范支行",
+        bank_account="0200" + spec.org8[-4:].encode().hex()[:12],
+        issuing_quota=Decimal("100000000.00"),
+        requires_dual_review=spec.dual_review,
     )
 
 
-def _ensure_user(actor: Actor, username: str, org: Organisation, role: Role, full_name: str) -> User:
+def _ensure_user(
+    actor: Actor, username: str, org: Organisation, role: Role, full_name: str
+) -> User:
     user = User.objects.filter(username=username).first()
     if user is None:
         user = User.objects.create_user(username, password=DEMO_PASSWORD, first_name=full_name)
@@ -86,40 +100,63 @@ def _ensure_user(actor: Actor, username: str, org: Organisation, role: Role, ful
 
 def _line(rng: random.Random, taxpayer_kind: str) -> LineDraft:
     allowed = rates_for_taxpayer(taxpayer_kind)  # type: ignore[arg-type]
-    codes = [c for c in TAX_CODES.values() if set(c.rates) & allowed and not set(c.rates) <= {"exempt", "non_taxable"}]
+    codes = [
+        c
+        for c in TAX_CODES.values()
+        if set(c.rates) & allowed and not set(c.rates) <= {"exempt", "non_taxable"}
+    ]
     code = rng.choice(codes)
-    rate = max((r for r in code.rates if r in allowed and r not in {"exempt", "non_taxable"}), key=Decimal)
+    rate = max(
+        (r for r in code.rates if r in allowed and r not in {"exempt", "non_taxable"}), key=Decimal
+    )
     return LineDraft(
-        tax_code=code.code, item_name=rng.choice(ITEMS), tax_rate=rate, unit="项",
-        quantity=Decimal(rng.randint(1, 20)), unit_price=Decimal(rng.randint(1000, 500000)) / 100,
+        tax_code=code.code,
+        item_name=rng.choice(ITEMS),
+        tax_rate=rate,
+        unit="项",
+        quantity=Decimal(rng.randint(1, 20)),
+        unit_price=Decimal(rng.randint(1000, 500000)) / 100,
     )
 
 
 def _draft(rng: random.Random, seller: Organisation, buyers: list[Organisation]) -> InvoiceDraft:
     lines = [_line(rng, seller.taxpayer_kind) for _ in range(rng.randint(1, 4))]
     if rng.random() < 0.2:
-        return InvoiceDraft(kind=InvoiceKind.DIGITAL_ORDINARY, buyer_kind=BuyerKind.PERSON,
-                            buyer_name=rng.choice(["刘先生", "陈女士", "个人"]), lines=lines)
+        return InvoiceDraft(
+            kind=InvoiceKind.DIGITAL_ORDINARY,
+            buyer_kind=BuyerKind.PERSON,
+            buyer_name=rng.choice(["刘先生", "陈女士", "个人"]),
+            lines=lines,
+        )
     buyer = rng.choice([b for b in buyers if b.pk != seller.pk])
     kind = rng.choice([InvoiceKind.DIGITAL_SPECIAL, InvoiceKind.DIGITAL_ORDINARY])
-    return InvoiceDraft(kind=kind, buyer_name=buyer.name, buyer_tax_id=buyer.tax_id, lines=lines,
-                        remarks=rng.choice(["", "合同号 HT-2026-%03d" % rng.randint(1, 999)]))
+    return InvoiceDraft(
+        kind=kind,
+        buyer_name=buyer.name,
+        buyer_tax_id=buyer.tax_id,
+        lines=lines,
+        remarks=rng.choice(["", f"合同号 HT-2026-{rng.randint(1, 999):03d}"]),
+    )
 
 
 def _clerk_of(org_key: str) -> str:
     return next(name for name, key, role, _ in USERS if key == org_key and role == Role.CLERK)
 
 
-def load_demo(invoices_per_org: int = 80, progress: Callable[[str], None] = print) -> dict[str, int]:
+def load_demo(
+    invoices_per_org: int = 80, progress: Callable[[str], None] = print
+) -> dict[str, int]:
     operator = Actor()
     orgs = {spec.key: _ensure_org(operator, spec) for spec in ORGS}
     users = {u[0]: _ensure_user(operator, u[0], orgs[u[1]], u[2], u[3]) for u in USERS}
-    rng = random.Random(2026)  # noqa: S311 - reproducible demo data
+    rng = random.Random(2026)
     buyers = list(orgs.values())
     issued = 0
     for spec in ORGS:
         seller = orgs[spec.key]
-        missing = invoices_per_org - Invoice.objects.filter(seller=seller, number__isnull=False).count()
+        missing = (
+            invoices_per_org - Invoice.objects.filter(seller=seller, number__isnull=False).count()
+        )
         if missing <= 0:
             continue
         drafts = [_draft(rng, seller, buyers) for _ in range(missing)]
@@ -127,7 +164,9 @@ def load_demo(invoices_per_org: int = 80, progress: Callable[[str], None] = prin
         if spec.dual_review:
             reviewer = actor_for_user(users["mingde.reviewer"])
             for draft in drafts:
-                do_approve_invoice(reviewer, do_submit_for_review(clerk, do_create_draft(clerk, seller, draft)))
+                do_approve_invoice(
+                    reviewer, do_submit_for_review(clerk, do_create_draft(clerk, seller, draft))
+                )
         else:
             do_issue_invoices(clerk, seller, drafts)
         issued += missing

@@ -23,9 +23,9 @@ def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
 @lru_cache(maxsize=256)
 def _insert_sql(model: type[models.Model], rows: int, vendor: str) -> str:
     table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in _fields(model))
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in _fields(model))
     one_row = "(" + ", ".join(["%s"] * len(_fields(model))) + ")"
-    pk = connection.ops.quote_name(model._meta.pk.column)  # type: ignore[union-attr]
+    pk = connection.ops.quote_name(str(model._meta.pk.column))
     return f"INSERT INTO {table} ({columns}) VALUES {', '.join([one_row] * rows)} RETURNING {pk}"  # noqa: S608
 
 
@@ -49,7 +49,8 @@ def execute_returning(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None
     """Run one statement with RETURNING and give back its first row, if any."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        row = cursor.fetchone()
+    return None if row is None else tuple(row)
 
 
 def insert_many(objs: Sequence[models.Model], batch: int = 500) -> None:

@@ -63,7 +63,9 @@ if not SECRET_KEY:
             _out.write(secrets.token_urlsafe(50))
     SECRET_KEY = _secret_file.read_text().strip()
 
-ALLOWED_HOSTS = env_list("PIAOTONG_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = env_list(
+    "PIAOTONG_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env_list("PIAOTONG_CSRF_TRUSTED_ORIGINS", [])
 
 # Node identity: the region this node serves (digits 3-4 of the numbers it assigns) and the
@@ -143,15 +145,21 @@ def _database() -> dict[str, object]:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
             "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;",
         }
-        config["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")} if env_bool(
-            "PIAOTONG_TEST_SQLITE_FILE", False
-        ) else {}
+        config["TEST"] = (
+            {"NAME": str(VAR_DIR / "test.sqlite3")}
+            if env_bool("PIAOTONG_TEST_SQLITE_FILE", False)
+            else {}
+        )
     elif config["ENGINE"] == "django.db.backends.postgresql":
         # Server-side binding sends parameters separately instead of quoting them into the SQL
         # text: measured 2x faster bulk inserts of JSON columns (docs/benchmarks.md).
-        config["OPTIONS"] = {"server_side_binding": env_bool("PIAOTONG_PG_SERVER_SIDE_BINDING", True)}
+        config["OPTIONS"] = {
+            "server_side_binding": env_bool("PIAOTONG_PG_SERVER_SIDE_BINDING", True)
+        }
     else:
-        raise ImproperlyConfigured(f"DATABASE_URL: only sqlite:// and postgres:// are supported, got {url!r}")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL: only sqlite:// and postgres:// are supported, got {url!r}"
+        )
     return config
 
 
@@ -160,7 +168,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]

@@ -32,8 +32,12 @@ def make_user(username: str, org: Organisation, *roles: Role) -> User:
 
 def line(**overrides: Any) -> LineDraft:
     values: dict[str, Any] = {
-        "tax_code": SOFTWARE_SERVICE, "item_name": "软件维护费", "tax_rate": "0.06",
-        "quantity": Decimal("2"), "unit_price": Decimal("500"), "unit": "次",
+        "tax_code": SOFTWARE_SERVICE,
+        "item_name": "软件维护费",
+        "tax_rate": "0.06",
+        "quantity": Decimal("2"),
+        "unit_price": Decimal("500"),
+        "unit": "次",
     }
     return LineDraft(**(values | overrides))
 

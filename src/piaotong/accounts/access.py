@@ -19,7 +19,9 @@ from piaotong.accounts.permissions import Action, role_allows
 
 API_SCOPE_ACTIONS: dict[ApiScope, frozenset[Action]] = {
     ApiScope.INVOICES_READ: frozenset({Action.VIEW_INVOICES}),
-    ApiScope.INVOICES_WRITE: frozenset({Action.VIEW_INVOICES, Action.DRAFT_INVOICE, Action.ISSUE_INVOICE}),
+    ApiScope.INVOICES_WRITE: frozenset(
+        {Action.VIEW_INVOICES, Action.DRAFT_INVOICE, Action.ISSUE_INVOICE}
+    ),
 }
 
 
@@ -77,7 +79,10 @@ def system_actor(organisations: Iterable[Organisation]) -> Actor:
 
 
 def roles_of(user: User, organisation: Organisation) -> set[Role]:
-    return {Role(r) for r in user.memberships.filter(organisation=organisation).values_list("role", flat=True)}
+    return {
+        Role(r)
+        for r in user.memberships.filter(organisation=organisation).values_list("role", flat=True)
+    }
 
 
 def get_organisation_for_actor(actor: Actor, organisation_id: int, action: Action) -> Organisation:

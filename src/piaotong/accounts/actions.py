@@ -31,8 +31,14 @@ def do_register_organisation(
     requires_dual_review: bool = False,
 ) -> Organisation:
     organisation = Organisation(
-        name=name.strip(), tax_id=tax_id, region=region, taxpayer_kind=taxpayer_kind,
-        address=address, phone=phone, bank_name=bank_name, bank_account=bank_account,
+        name=name.strip(),
+        tax_id=tax_id,
+        region=region,
+        taxpayer_kind=taxpayer_kind,
+        address=address,
+        phone=phone,
+        bank_name=bank_name,
+        bank_account=bank_account,
         requires_dual_review=requires_dual_review,
     )
     if issuing_quota is not None:
@@ -40,15 +46,24 @@ def do_register_organisation(
     organisation.full_clean()
     with transaction.atomic():
         organisation.save()
-        record_audit(actor, "organisation.registered", f"organisation:{organisation.tax_id}", organisation.pk,
-                     {"name": organisation.name})
+        record_audit(
+            actor,
+            "organisation.registered",
+            f"organisation:{organisation.tax_id}",
+            organisation.pk,
+            {"name": organisation.name},
+        )
     return organisation
 
 
 def do_grant_role(actor: Actor, user: User, organisation: Organisation, role: Role) -> Membership:
     with transaction.atomic():
-        membership, _ = Membership.objects.get_or_create(user=user, organisation=organisation, role=role)
-        record_audit(actor, "role.granted", f"user:{user.username}", organisation.pk, {"role": role.value})
+        membership, _ = Membership.objects.get_or_create(
+            user=user, organisation=organisation, role=role
+        )
+        record_audit(
+            actor, "role.granted", f"user:{user.username}", organisation.pk, {"role": role.value}
+        )
     return membership
 
 
@@ -59,9 +74,18 @@ def do_create_api_key(
     prefix, secret, token = ApiKey.new_secret()
     with transaction.atomic():
         api_key = ApiKey.objects.create(
-            organisation=organisation, name=name, prefix=prefix, secret_hash=hash_api_secret(secret),
-            scopes=[s.value for s in scopes], created_by=actor.user,
+            organisation=organisation,
+            name=name,
+            prefix=prefix,
+            secret_hash=hash_api_secret(secret),
+            scopes=[s.value for s in scopes],
+            created_by=actor.user,
         )
-        record_audit(actor, "api_key.created", f"api_key:{prefix}", organisation.pk,
-                     {"name": name, "scopes": api_key.scopes})
+        record_audit(
+            actor,
+            "api_key.created",
+            f"api_key:{prefix}",
+            organisation.pk,
+            {"name": name, "scopes": api_key.scopes},
+        )
     return api_key, token

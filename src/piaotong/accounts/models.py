@@ -36,14 +36,20 @@ class Organisation(models.Model):
     tax_id = models.CharField(_("unified social credit code"), max_length=20, unique=True)
     region = models.CharField(_("region"), max_length=2)
     taxpayer_kind = models.CharField(
-        _("taxpayer kind"), max_length=20, choices=TaxpayerKind.choices, default=TaxpayerKind.GENERAL
+        _("taxpayer kind"),
+        max_length=20,
+        choices=TaxpayerKind.choices,
+        default=TaxpayerKind.GENERAL,
     )
     address = models.CharField(_("address"), max_length=300, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     bank_name = models.CharField(_("bank"), max_length=200, blank=True)
     bank_account = models.CharField(_("bank account"), max_length=60, blank=True)
     issuing_quota = models.DecimalField(
-        _("monthly issuing quota (授信额度)"), max_digits=18, decimal_places=2, default=Decimal("10000000.00")
+        _("monthly issuing quota (授信额度)"),
+        max_digits=18,
+        decimal_places=2,
+        default=Decimal("10000000.00"),
     )
     requires_dual_review = models.BooleanField(
         _("requires dual review (双人复核)"),
@@ -66,7 +72,9 @@ class Organisation(models.Model):
         except RuleViolation as violation:
             errors["tax_id"] = violation.text()
         if get_region(self.region) is None:
-            errors["region"] = str(_("Unknown region code; use the two-digit GB/T 2260 province code."))
+            errors["region"] = str(
+                _("Unknown region code; use the two-digit GB/T 2260 province code.")
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -79,13 +87,17 @@ class Membership(models.Model):
     """A user's role in one organisation. Invariant: one row per (user, organisation, role)."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="memberships"
+    )
     role = models.CharField(_("role"), max_length=20, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "organisation", "role"], name="membership_unique_role")
+            models.UniqueConstraint(
+                fields=["user", "organisation", "role"], name="membership_unique_role"
+            )
         ]
 
     def __str__(self) -> str:
@@ -104,7 +116,9 @@ class ApiKey(models.Model):
     a revoked key never authenticates again.
     """
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="api_keys")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="api_keys"
+    )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(max_length=12, unique=True)
     secret_hash = models.CharField(max_length=64)

@@ -30,7 +30,12 @@ api.add_router("/invoices", invoices_router)
 
 def _simple(status: int, code: str, zh: str, en: str, field: str = "") -> HttpResponse:
     return json_response(
-        status, {"detail": [{"field": field, "code": code, "message": en, "message_zh": zh, "message_en": en}]}
+        status,
+        {
+            "detail": [
+                {"field": field, "code": code, "message": en, "message_zh": zh, "message_en": en}
+            ]
+        },
     )
 
 
@@ -53,10 +58,21 @@ def on_bulk(request: HttpRequest, exc: BulkViolations) -> HttpResponse:
 def on_schema_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     detail = []
     for error in exc.errors:
-        loc = [str(part) for part in error.get("loc", []) if part not in {"body", "payload", "query", "filters"}]
+        loc = [
+            str(part)
+            for part in error.get("loc", [])
+            if part not in {"body", "payload", "query", "filters"}
+        ]
         message = str(error.get("msg", "invalid"))
-        detail.append({"field": ".".join(loc), "code": str(error.get("type", "invalid")),
-                       "message": message, "message_zh": f"格式错误：{message}", "message_en": message})
+        detail.append(
+            {
+                "field": ".".join(loc),
+                "code": str(error.get("type", "invalid")),
+                "message": message,
+                "message_zh": f"格式错误：{message}",
+                "message_en": message,
+            }
+        )
     return json_response(422, {"detail": detail})
 
 
@@ -67,9 +83,19 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(PermissionDenied)
 def on_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
-    return _simple(403, "permission_denied", "您的角色无权执行此操作。", "Your role does not allow this action.")
+    return _simple(
+        403,
+        "permission_denied",
+        "您的角色无权执行此操作。",
+        "Your role does not allow this action.",
+    )
 
 
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _simple(401, "unauthenticated", "请使用 API 密钥或登录后再试。", "Authenticate with an API key or log in.")
+    return _simple(
+        401,
+        "unauthenticated",
+        "请使用 API 密钥或登录后再试。",
+        "Authenticate with an API key or log in.",
+    )

@@ -20,7 +20,11 @@ def actor_for_token(token: str) -> Actor | None:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != "pt":
         return None
-    api_key = ApiKey.objects.select_related("organisation").filter(prefix=parts[1], revoked_at=None).first()
+    api_key = (
+        ApiKey.objects.select_related("organisation")
+        .filter(prefix=parts[1], revoked_at=None)
+        .first()
+    )
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_api_secret(parts[2])):
         return None
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
@@ -43,7 +47,7 @@ class SessionActorAuth(SessionAuth):
     def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:
         user = request.user
         if user.is_authenticated:
-            return actor_for_user(user)  # type: ignore[arg-type]
+            return actor_for_user(user)
         return None
 
 

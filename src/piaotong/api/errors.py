@@ -1,7 +1,7 @@
 """One error shape for every API failure, in the request's language and in both languages.
 
-    {"detail": [{"field": "lines.0.tax_rate", "code": "rate_not_allowed",
-                 "message": "...", "message_zh": "...", "message_en": "..."}]}
+{"detail": [{"field": "lines.0.tax_rate", "code": "rate_not_allowed",
+             "message": "...", "message_zh": "...", "message_en": "..."}]}
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ def violations_json(violations: list[RuleViolation]) -> dict[str, Any]:
 def bulk_violations_json(items: dict[int, list[RuleViolation]]) -> dict[str, Any]:
     return {
         "detail": [
-            {"field": "invoices", "code": "bulk_invalid", "message": f"{len(items)} invoices have errors; nothing was issued.",
-             "message_zh": f"{len(items)} 张发票有错误，全部未开具。",
-             "message_en": f"{len(items)} invoices have errors; nothing was issued."}
+            {
+                "field": "invoices",
+                "code": "bulk_invalid",
+                "message": f"{len(items)} invoices have errors; nothing was issued.",
+                "message_zh": f"{len(items)} 张发票有错误，全部未开具。",
+                "message_en": f"{len(items)} invoices have errors; nothing was issued.",
+            }
         ],
         "items": [
             {"index": index, "errors": [violation_json(v) for v in errors]}

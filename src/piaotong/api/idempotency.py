@@ -33,7 +33,8 @@ def _error(status: int, code: str, zh: str, en: str) -> HttpResponse:
 
 
 def _request_hash(request: HttpRequest) -> str:
-    return hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + request.body).hexdigest()  # type: ignore[union-attr]
+    head = f"{request.method} {request.path}\n".encode()
+    return hashlib.sha256(head + request.body).hexdigest()
 
 
 def _replay(record: IdempotencyRecord, request_hash: str) -> HttpResponse:
@@ -59,7 +60,8 @@ def idempotent(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
             return view(request, *args, **kwargs)
         if not key.strip() or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             return _error(
-                400, "idempotency_key_invalid",
+                400,
+                "idempotency_key_invalid",
                 f"幂等键须为 1 到 {MAX_KEY_LENGTH} 个可打印字符。",
                 f"An Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.",
             )
@@ -85,14 +87,24 @@ class _Refused(Exception):
 
 
 def _run_once(
-    view: Callable[..., HttpResponse], request: HttpRequest, principal: str, key: str,
-    request_hash: str, *args: Any, **kwargs: Any,
+    view: Callable[..., HttpResponse],
+    request: HttpRequest,
+    principal: str,
+    key: str,
+    request_hash: str,
+    *args: Any,
+    **kwargs: Any,
 ) -> HttpResponse:
     try:
         with transaction.atomic():
             record = IdempotencyRecord.objects.create(
-                principal=principal, key=key, method=request.method or "POST", path=request.path,
-                request_hash=request_hash, status_code=0, response={},
+                principal=principal,
+                key=key,
+                method=request.method or "POST",
+                path=request.path,
+                request_hash=request_hash,
+                status_code=0,
+                response={},
             )
             response = view(request, *args, **kwargs)
             if response.status_code >= 300:

@@ -22,13 +22,15 @@ def subject_for(seller_region: str, buyer_region: str, kind: str) -> str:
 def enqueue_events(items: list[tuple[LedgerEvent, str, str]]) -> list[OutboxEvent]:
     """Queue ledger events (event, seller region, buyer region); runs in the caller's transaction."""
     rows = [
-            OutboxEvent(
-                event_id=event.event_id,
-                subject=subject_for(seller_region, buyer_region, event.kind),
-                schema=f"piaotong.{event.kind}",
-                schema_version=event.schema_version,
-                payload=json_ready(event_body(event) | {"prev_hash": event.prev_hash, "hash": event.hash}),
-            )
+        OutboxEvent(
+            event_id=event.event_id,
+            subject=subject_for(seller_region, buyer_region, event.kind),
+            schema=f"piaotong.{event.kind}",
+            schema_version=event.schema_version,
+            payload=json_ready(
+                event_body(event) | {"prev_hash": event.prev_hash, "hash": event.hash}
+            ),
+        )
         for event, seller_region, buyer_region in items
     ]
     insert_many(rows)

@@ -32,7 +32,9 @@ class OutboxEvent(models.Model):
     class Meta:
         indexes = [
             models.Index(
-                fields=["id"], name="outbox_unpublished", condition=models.Q(published_at__isnull=True)
+                fields=["id"],
+                name="outbox_unpublished",
+                condition=models.Q(published_at__isnull=True),
             )
         ]
         verbose_name = _("outbox event")

@@ -267,7 +267,9 @@ def _consume_quota(seller: Organisation, period: str, amount: Decimal) -> None:
     The conditional UPDATE checks and consumes in one statement and keeps the row locked until
     commit; only when it matches nothing (no row yet, or over quota) do we look closer.
     """
-    if execute_returning(_CONSUME_QUOTA, [amount, seller.pk, period, seller.issuing_quota - amount]):
+    if execute_returning(
+        _CONSUME_QUOTA, [amount, seller.pk, period, seller.issuing_quota - amount]
+    ):
         return
     usage_row = QuotaUsage.objects.filter(organisation=seller, period=period)
     QuotaUsage.objects.bulk_create(

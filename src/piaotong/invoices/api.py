@@ -1,6 +1,5 @@
 """Invoice endpoints under /api/v1/invoices: drafts, review, issuing, bulk, get and list."""
 
-
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -12,7 +11,14 @@ from piaotong.api.idempotency import idempotent, json_response
 from piaotong.invoices import actions
 from piaotong.invoices.access import get_invoice_for_actor, get_seller_for_actor, visible_invoices
 from piaotong.invoices.queries import filter_invoices
-from piaotong.invoices.schemas import BulkIn, InvoiceFilters, InvoiceIn, RejectIn, invoice_out, invoice_summary
+from piaotong.invoices.schemas import (
+    BulkIn,
+    InvoiceFilters,
+    InvoiceIn,
+    RejectIn,
+    invoice_out,
+    invoice_summary,
+)
 
 router = Router(tags=["invoices"])
 ERRORS: dict[int, Any] = {400: dict, 403: dict, 404: dict, 409: dict, 422: dict}
@@ -37,12 +43,18 @@ def issue_invoice(request: HttpRequest, payload: InvoiceIn) -> HttpResponse:
     return _detail(invoice.pk, 201)
 
 
-@router.post("/bulk", response={201: dict, **ERRORS}, summary="Issue up to 1,000 invoices, all or nothing")
+@router.post(
+    "/bulk", response={201: dict, **ERRORS}, summary="Issue up to 1,000 invoices, all or nothing"
+)
 @idempotent
 def issue_bulk(request: HttpRequest, payload: BulkIn) -> HttpResponse:
     seller = get_seller_for_actor(_actor(request), payload.seller_tax_id, Action.ISSUE_INVOICE)
-    invoices = actions.do_issue_invoices(_actor(request), seller, [i.to_draft() for i in payload.invoices])
-    return json_response(201, {"count": len(invoices), "invoices": [invoice_summary(i) for i in invoices]})
+    invoices = actions.do_issue_invoices(
+        _actor(request), seller, [i.to_draft() for i in payload.invoices]
+    )
+    return json_response(
+        201, {"count": len(invoices), "invoices": [invoice_summary(i) for i in invoices]}
+    )
 
 
 @router.post("/drafts", response={201: dict, **ERRORS}, summary="Save a draft (草稿)")
@@ -56,18 +68,26 @@ def create_draft(request: HttpRequest, payload: InvoiceIn) -> HttpResponse:
 @router.post("/{ref}/submit", response={200: dict, **ERRORS}, summary="Submit a draft for review")
 @idempotent
 def submit_draft(request: HttpRequest, ref: str) -> HttpResponse:
-    invoice = actions.do_submit_for_review(_actor(request), get_invoice_for_actor(_actor(request), ref))
+    invoice = actions.do_submit_for_review(
+        _actor(request), get_invoice_for_actor(_actor(request), ref)
+    )
     return _detail(invoice.pk)
 
 
-@router.post("/{ref}/approve", response={200: dict, **ERRORS}, summary="Approve and issue (复核通过)")
+@router.post(
+    "/{ref}/approve", response={200: dict, **ERRORS}, summary="Approve and issue (复核通过)"
+)
 @idempotent
 def approve_draft(request: HttpRequest, ref: str) -> HttpResponse:
-    invoice = actions.do_approve_invoice(_actor(request), get_invoice_for_actor(_actor(request), ref))
+    invoice = actions.do_approve_invoice(
+        _actor(request), get_invoice_for_actor(_actor(request), ref)
+    )
     return _detail(invoice.pk)
 
 
-@router.post("/{ref}/reject", response={200: dict, **ERRORS}, summary="Send a draft back with a reason")
+@router.post(
+    "/{ref}/reject", response={200: dict, **ERRORS}, summary="Send a draft back with a reason"
+)
 @idempotent
 def reject_draft(request: HttpRequest, ref: str, payload: RejectIn) -> HttpResponse:
     invoice = get_invoice_for_actor(_actor(request), ref)
@@ -98,5 +118,10 @@ def list_invoices(
     rows = invoices.order_by("-issue_date", "-id")[start : start + page_size]
     return json_response(
         200,
-        {"count": total, "page": page, "page_size": page_size, "results": [invoice_summary(i) for i in rows]},
+        {
+            "count": total,
+            "page": page,
+            "page_size": page_size,
+            "results": [invoice_summary(i) for i in rows],
+        },
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -24,10 +25,16 @@ from piaotong.invoices.choices import (
 )
 from piaotong.lib.money import RATES
 
-MONEY = {"max_digits": 18, "decimal_places": 2}
-# 13 decimal places, and at most 15 significant digits (checked in lib.money) so values
-# round-trip exactly through SQLite's REAL storage as well as PostgreSQL's NUMERIC.
-FINE = {"max_digits": 28, "decimal_places": 13}
+
+def money_field(verbose_name: Any = None, **options: Any) -> models.DecimalField[Any, Any]:
+    """NUMERIC(18,2): every amount and tax."""
+    return models.DecimalField(verbose_name, max_digits=18, decimal_places=2, **options)
+
+
+def fine_field(verbose_name: Any = None, **options: Any) -> models.DecimalField[Any, Any]:
+    """Quantities and unit prices: 13 decimal places, and at most 15 significant digits (checked
+    in lib.money) so values round-trip exactly through SQLite's REAL storage as through NUMERIC."""
+    return models.DecimalField(verbose_name, max_digits=28, decimal_places=13, **options)
 
 
 class InvoiceQuerySet(models.QuerySet["Invoice"]):
@@ -51,7 +58,9 @@ class Invoice(models.Model):
     status = models.CharField(
         _("status"), max_length=30, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
     )
-    number = models.CharField(_("invoice number"), max_length=20, unique=True, null=True, blank=True)
+    number = models.CharField(
+        _("invoice number"), max_length=20, unique=True, null=True, blank=True
+    )
     issue_date = models.DateField(_("issue date"), null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
 
@@ -64,7 +73,9 @@ class Invoice(models.Model):
     buyer = models.ForeignKey(
         Organisation, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases"
     )
-    buyer_kind = models.CharField(max_length=20, choices=BuyerKind.choices, default=BuyerKind.ORGANISATION)
+    buyer_kind = models.CharField(
+        max_length=20, choices=BuyerKind.choices, default=BuyerKind.ORGANISATION
+    )
     buyer_name = models.CharField(_("buyer name"), max_length=200)
     buyer_tax_id = models.CharField(_("buyer tax id"), max_length=20, blank=True)
     buyer_address = models.CharField(max_length=300, blank=True)
@@ -72,16 +83,22 @@ class Invoice(models.Model):
     buyer_email = models.EmailField(blank=True)
     buyer_phone = models.CharField(max_length=20, blank=True)
 
-    total_amount = models.DecimalField(_("total amount"), **MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
-    total_tax = models.DecimalField(_("total tax"), **MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
-    total_with_tax = models.DecimalField(_("total with tax"), **MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
+    total_amount = money_field(_("total amount"), default=Decimal("0.00"))
+    total_tax = money_field(_("total tax"), default=Decimal("0.00"))
+    total_with_tax = money_field(_("total with tax"), default=Decimal("0.00"))
     remarks = models.CharField(_("remarks"), max_length=500, blank=True)
 
-    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_by_label = models.CharField(max_length=150)
     issuer_name = models.CharField(_("issuer"), max_length=150, blank=True)
-    reviewed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reviewer_name = models.CharField(max_length=150, blank=True)
     review_note = models.CharField(max_length=500, blank=True)
 
@@ -148,16 +165,18 @@ class InvoiceLine(models.Model):
     printed_name = models.CharField(max_length=240)
     spec = models.CharField(_("specification"), max_length=100, blank=True)
     unit = models.CharField(_("unit"), max_length=20, blank=True)
-    quantity = models.DecimalField(_("quantity"), **FINE, null=True, blank=True)  # type: ignore[call-overload]
-    unit_price = models.DecimalField(_("unit price"), **FINE, null=True, blank=True)  # type: ignore[call-overload]
-    amount = models.DecimalField(_("amount"), **MONEY)  # type: ignore[call-overload]
+    quantity = fine_field(_("quantity"), null=True, blank=True)
+    unit_price = fine_field(_("unit price"), null=True, blank=True)
+    amount = money_field(_("amount"))
     tax_rate = models.CharField(_("tax rate"), max_length=12)
-    tax = models.DecimalField(_("tax"), **MONEY)  # type: ignore[call-overload]
+    tax = money_field(_("tax"))
 
     class Meta:
         ordering = ["invoice", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position_unique")
+            models.UniqueConstraint(
+                fields=["invoice", "position"], name="invoice_line_position_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -183,7 +202,9 @@ class NumberSequence(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["year", "region", "channel"], name="number_sequence_key")
+            models.UniqueConstraint(
+                fields=["year", "region", "channel"], name="number_sequence_key"
+            )
         ]
 
     def __str__(self) -> str:
@@ -195,7 +216,7 @@ class QuotaUsage(models.Model):
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
     period = models.CharField(max_length=6)  # YYYYMM
-    used = models.DecimalField(**MONEY, default=Decimal("0.00"))  # type: ignore[call-overload]
+    used = money_field(default=Decimal("0.00"))
 
     class Meta:
         constraints = [

@@ -31,7 +31,9 @@ def filter_invoices(
     if kind:
         invoices = invoices.filter(kind=kind)
     if buyer:
-        invoices = invoices.filter(Q(buyer_name__icontains=buyer) | Q(buyer_tax_id=buyer.strip().upper()))
+        invoices = invoices.filter(
+            Q(buyer_name__icontains=buyer) | Q(buyer_tax_id=buyer.strip().upper())
+        )
     if amount_min is not None:
         invoices = invoices.filter(total_with_tax__gte=amount_min)
     if amount_max is not None:

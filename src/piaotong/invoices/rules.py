@@ -17,7 +17,14 @@ from django.utils.translation import gettext_lazy as _
 
 from piaotong.invoices.choices import SPECIAL_KINDS, BuyerKind, InvoiceKind
 from piaotong.lib.errors import RuleViolation, RuleViolations
-from piaotong.lib.money import LineAmounts, LineInput, Totals, check_invoice, parse_rate, rates_for_taxpayer
+from piaotong.lib.money import (
+    LineAmounts,
+    LineInput,
+    Totals,
+    check_invoice,
+    parse_rate,
+    rates_for_taxpayer,
+)
 from piaotong.lib.taxcodes import check_rate_allowed, format_line_name, get_tax_code
 from piaotong.lib.taxid import validate_resident_id, validate_taxpayer_id
 
@@ -124,13 +131,17 @@ def _check_buyer_tax_id(draft: InvoiceDraft) -> str:
             raise RuleViolation(
                 "buyer_tax_id",
                 "required_for_special",
-                _("A special VAT invoice (专票) needs the buyer's taxpayer id; enter it or issue an ordinary invoice."),
+                _(
+                    "A special VAT invoice (专票) needs the buyer's taxpayer id; enter it or issue an ordinary invoice."
+                ),
             )
         if draft.buyer_kind == BuyerKind.ORGANISATION:
             raise RuleViolation(
                 "buyer_tax_id",
                 "required_for_organisation",
-                _("An organisation buyer needs a taxpayer id; for a natural person choose 'natural person'."),
+                _(
+                    "An organisation buyer needs a taxpayer id; for a natural person choose 'natural person'."
+                ),
             )
         return ""
     try:
@@ -208,7 +219,9 @@ def check_draft(draft: InvoiceDraft, taxpayer_kind: str) -> CheckedInvoice:
     collector = _Collector()
     if draft.kind not in InvoiceKind.values:
         collector.violations.append(
-            RuleViolation("kind", "unknown_kind", _("Unknown invoice kind; choose 数电专票 or 数电普票."))
+            RuleViolation(
+                "kind", "unknown_kind", _("Unknown invoice kind; choose 数电专票 or 数电普票.")
+            )
         )
     if draft.buyer_kind not in BuyerKind.values:
         collector.violations.append(

@@ -1,6 +1,5 @@
 """API input schemas and output serializers for invoices."""
 
-
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -49,7 +48,9 @@ class InvoiceIn(Schema):
     remarks: str = Text
     lines: list[LineIn] = Field(max_length=2001)
     seller_tax_id: str | None = Field(
-        default=None, max_length=20, description="Needed only when the caller may issue for several organisations."
+        default=None,
+        max_length=20,
+        description="Needed only when the caller may issue for several organisations.",
     )
 
     def to_draft(self) -> InvoiceDraft:
@@ -73,7 +74,9 @@ class InvoiceFilters(Schema):
     date_to: date | None = None
     status: InvoiceStatus | None = None
     kind: InvoiceKind | None = None
-    buyer: str | None = Field(default=None, max_length=100, description="Buyer name fragment or tax id")
+    buyer: str | None = Field(
+        default=None, max_length=100, description="Buyer name fragment or tax id"
+    )
     amount_min: Decimal | None = None
     amount_max: Decimal | None = None
     number: str | None = Field(default=None, max_length=20)
@@ -111,7 +114,11 @@ def invoice_summary(invoice: Invoice) -> dict[str, Any]:
         "status": invoice.status,
         "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
         "seller": {"name": invoice.seller_name, "tax_id": invoice.seller_tax_id},
-        "buyer": {"kind": invoice.buyer_kind, "name": invoice.buyer_name, "tax_id": invoice.buyer_tax_id},
+        "buyer": {
+            "kind": invoice.buyer_kind,
+            "name": invoice.buyer_name,
+            "tax_id": invoice.buyer_tax_id,
+        },
         "total_amount": str(invoice.total_amount),
         "total_tax": str(invoice.total_tax),
         "total_with_tax": str(invoice.total_with_tax),
@@ -125,7 +132,11 @@ def invoice_out(invoice: Invoice) -> dict[str, Any]:
         "reviewer": invoice.reviewer_name,
         "review_note": invoice.review_note,
         "created_by": invoice.created_by_label,
-        "signature": {"key_id": invoice.signing_key_id, "value": invoice.signature, "payload_sha256": invoice.payload_hash}
+        "signature": {
+            "key_id": invoice.signing_key_id,
+            "value": invoice.signature,
+            "payload_sha256": invoice.payload_hash,
+        }
         if invoice.signature
         else None,
         "lines": [line_out(line) for line in invoice.lines.all()],

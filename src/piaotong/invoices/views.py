@@ -397,7 +397,7 @@ def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
     response = render(request, template, {"filters": filters, "page": page})
     if partial:
         # The address bar gets the filters actually set, not every empty field of the form.
-        query = urlencode([(key, value) for key, value in request.GET.items() if value])
+        query = urlencode([(key, request.GET[key]) for key in request.GET if request.GET[key]])
         response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
     patch_vary_headers(response, ["HX-Request"])
     return response

@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from piaotong.accounts.access import Actor
-from piaotong.ledger.chain import audit_body, event_body, json_ready
 from piaotong.fastsql import execute_returning, insert_many
+from piaotong.ledger.chain import audit_body, event_body, json_ready
 from piaotong.ledger.models import AuditEntry, ChainHead, LedgerEvent
 from piaotong.lib.canonical import chain_hash
 
@@ -99,8 +99,13 @@ def append_first_events(items: list[tuple[str, str, dict[str, Any]]]) -> list[Le
     events = []
     for stream, kind, payload in items:
         event = LedgerEvent(
-            stream=stream, writer=writer, seq=1, kind=kind, payload=json_ready(payload),
-            prev_hash="", occurred_at=now,
+            stream=stream,
+            writer=writer,
+            seq=1,
+            kind=kind,
+            payload=json_ready(payload),
+            prev_hash="",
+            occurred_at=now,
         )
         event.hash = chain_hash("", event_body(event))
         events.append(event)
@@ -117,9 +122,15 @@ def record_audits(
     now, entries = timezone.now(), []
     for offset, (action, target, organisation_id, details) in enumerate(items, start=1):
         entry = AuditEntry(
-            seq=first_seq + offset, actor=actor.principal, actor_label=actor.label,
-            organisation_id=organisation_id, action=action, target=target,
-            details=json_ready(details), prev_hash=prev, occurred_at=now,
+            seq=first_seq + offset,
+            actor=actor.principal,
+            actor_label=actor.label,
+            organisation_id=organisation_id,
+            action=action,
+            target=target,
+            details=json_ready(details),
+            prev_hash=prev,
+            occurred_at=now,
         )
         entry.hash = prev = chain_hash(prev, audit_body(entry))
         entries.append(entry)

@@ -67,7 +67,11 @@ def signing_key() -> NodeKey:
         return key
     SigningKey.objects.get_or_create(
         key_id=key.key_id,
-        defaults={"node_id": settings.PIAOTONG_NODE_ID, "public_key": key.public_key, "algorithm": key.algorithm},
+        defaults={
+            "node_id": settings.PIAOTONG_NODE_ID,
+            "public_key": key.public_key,
+            "algorithm": key.algorithm,
+        },
     )
     transaction.on_commit(lambda: _registered.add(key.key_id))
     return key

@@ -34,7 +34,9 @@ class LedgerEvent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["stream", "writer", "seq"], name="ledger_event_seq_unique")
+            models.UniqueConstraint(
+                fields=["stream", "writer", "seq"], name="ledger_event_seq_unique"
+            )
         ]
         ordering = ["id"]
         verbose_name = _("ledger event")

@@ -23,6 +23,8 @@ def verify_ledger(batch: int = 2000) -> Iterator[Finding]:
         breach = verify_records(records, event_body)
         if breach is not None:
             yield Finding(f"{stream} ({writer})", breach)
-    breach = verify_records(AuditEntry.objects.order_by("seq").iterator(chunk_size=batch), audit_body)
+    breach = verify_records(
+        AuditEntry.objects.order_by("seq").iterator(chunk_size=batch), audit_body
+    )
     if breach is not None:
         yield Finding("audit", breach)

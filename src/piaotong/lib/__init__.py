@@ -1,4 +1,6 @@
-"""Pure domain helpers with no models: identifiers, money and tax, capitals, canonical JSON, signing.
+"""Pure domain helpers with no models.
+
+Identifiers, money and tax, Chinese capitals, canonical JSON, signing.
 
 Nothing here touches the database; everything is tested without one.
 """

@@ -12,7 +12,7 @@ b'{"a":"\\xe5\\x8c\\x97\\xe4\\xba\\xac","b":"1.10"}'
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -39,7 +39,7 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise TypeError("naive datetimes cannot be part of canonical JSON")
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):

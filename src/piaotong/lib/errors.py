@@ -7,7 +7,8 @@ same exception reads in Chinese or English depending on the active language.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from django.utils.functional import Promise
@@ -25,7 +26,7 @@ class RuleViolation(ValueError):
     field: str
     code: str
     message: str | Promise
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__(self.text())

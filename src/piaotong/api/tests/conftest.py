@@ -9,12 +9,16 @@ from piaotong.testing import OPERATOR
 
 @pytest.fixture
 def token_a(org_a) -> str:
-    return do_create_api_key(OPERATOR, org_a, "ERP", [ApiScope.INVOICES_READ, ApiScope.INVOICES_WRITE])[1]
+    return do_create_api_key(
+        OPERATOR, org_a, "ERP", [ApiScope.INVOICES_READ, ApiScope.INVOICES_WRITE]
+    )[1]
 
 
 @pytest.fixture
 def token_b(org_b) -> str:
-    return do_create_api_key(OPERATOR, org_b, "ERP-B", [ApiScope.INVOICES_READ, ApiScope.INVOICES_WRITE])[1]
+    return do_create_api_key(
+        OPERATOR, org_b, "ERP-B", [ApiScope.INVOICES_READ, ApiScope.INVOICES_WRITE]
+    )[1]
 
 
 @pytest.fixture

@@ -24,8 +24,19 @@ def body(**overrides: Any) -> dict[str, Any]:
         "buyer_name": "上海测试贸易有限公司",
         "buyer_tax_id": BUYER_TAX_ID,
         "lines": [
-            {"tax_code": SOFTWARE_SERVICE, "item_name": "软件维护费", "tax_rate": "6%", "quantity": "2", "unit_price": "500"},
-            {"tax_code": "1090511030000000000", "item_name": "笔记本电脑", "tax_rate": "0.13", "amount": "4000.00"},
+            {
+                "tax_code": SOFTWARE_SERVICE,
+                "item_name": "软件维护费",
+                "tax_rate": "6%",
+                "quantity": "2",
+                "unit_price": "500",
+            },
+            {
+                "tax_code": "1090511030000000000",
+                "item_name": "笔记本电脑",
+                "tax_rate": "0.13",
+                "amount": "4000.00",
+            },
         ],
     } | overrides
 
@@ -45,7 +56,11 @@ def test_it_issues_through_the_api(client, org_b, token_a):
     assert response.status_code == 201, response.content
     data = response.json()
     assert len(data["number"]) == 20 and data["status"] == "issued"
-    assert data["total_amount"] == "5000.00" and data["total_tax"] == "580.00" and data["total_with_tax"] == "5580.00"
+    assert (
+        data["total_amount"] == "5000.00"
+        and data["total_tax"] == "580.00"
+        and data["total_with_tax"] == "5580.00"
+    )
     assert [line["tax_rate"] for line in data["lines"]] == ["0.06", "0.13"]
     assert data["signature"]["key_id"]
     assert get(client, f"/api/v1/invoices/{data['number']}", token_a).json()["id"] == data["id"]
@@ -62,24 +77,48 @@ def test_it_replays_a_retry_with_the_same_idempotency_key(client, org_b, token_a
 
 def test_it_refuses_the_same_key_with_a_different_body(client, org_b, token_a):
     post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "erp-43"})
-    conflict = post(client, "/api/v1/invoices", body(remarks="changed"), token_a, **{"Idempotency-Key": "erp-43"})
+    conflict = post(
+        client,
+        "/api/v1/invoices",
+        body(remarks="changed"),
+        token_a,
+        **{"Idempotency-Key": "erp-43"},
+    )
     assert conflict.status_code == 409
     assert conflict.json()["detail"][0]["code"] == "idempotency_key_reused"
     assert Invoice.objects.count() == 1
 
 
 def test_it_does_not_remember_a_refused_request(client, org_b, token_a):
-    refused = post(client, "/api/v1/invoices", body(buyer_tax_id="bad"), token_a, **{"Idempotency-Key": "k1"})
+    refused = post(
+        client, "/api/v1/invoices", body(buyer_tax_id="bad"), token_a, **{"Idempotency-Key": "k1"}
+    )
     assert refused.status_code == 422
-    fixed = post(client, "/api/v1/invoices", body(buyer_tax_id="bad"), token_a, **{"Idempotency-Key": "k1"})
+    fixed = post(
+        client, "/api/v1/invoices", body(buyer_tax_id="bad"), token_a, **{"Idempotency-Key": "k1"}
+    )
     assert fixed.status_code == 422
-    assert post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "k2"}).status_code == 201
+    assert (
+        post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "k2"}).status_code
+        == 201
+    )
 
 
 def test_it_keeps_keys_apart_per_client(client, org_b, token_a, token_b):
-    assert post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "same"}).status_code == 201
-    other = post(client, "/api/v1/invoices", body(buyer_tax_id=compose_uscc("9", "1", "110108", "MA01TEXT"),
-                                                  buyer_name="北京测试科技有限公司"), token_b, **{"Idempotency-Key": "same"})
+    assert (
+        post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "same"}).status_code
+        == 201
+    )
+    other = post(
+        client,
+        "/api/v1/invoices",
+        body(
+            buyer_tax_id=compose_uscc("9", "1", "110108", "MA01TEXT"),
+            buyer_name="北京测试科技有限公司",
+        ),
+        token_b,
+        **{"Idempotency-Key": "same"},
+    )
     assert other.status_code == 201
     assert Invoice.objects.count() == 2
 
@@ -92,7 +131,12 @@ def test_it_issues_twice_without_a_key(client, org_b, token_a):
 
 def test_it_answers_field_level_errors_in_both_languages(client, org_b, token_a):
     bad_line = {"tax_code": SOFTWARE_SERVICE, "item_name": "x", "tax_rate": "0.13", "amount": "100"}
-    response = post(client, "/api/v1/invoices", body(buyer_tax_id="91310115MA1TEXT2XX", lines=[bad_line]), token_a)
+    response = post(
+        client,
+        "/api/v1/invoices",
+        body(buyer_tax_id="91310115MA1TEXT2XX", lines=[bad_line]),
+        token_a,
+    )
     assert response.status_code == 422
     detail = {d["field"]: d for d in response.json()["detail"]}
     assert {"buyer_tax_id", "lines.0.tax_rate"} <= set(detail)
@@ -102,8 +146,12 @@ def test_it_answers_field_level_errors_in_both_languages(client, org_b, token_a)
 
 def test_it_refuses_unknown_fields_and_malformed_json(client, org_b, token_a):
     assert post(client, "/api/v1/invoices", body(surprise=1), token_a).status_code == 422
-    response = client.post("/api/v1/invoices", b"{not json", content_type="application/json",
-                           headers={"X-API-Key": token_a})
+    response = client.post(
+        "/api/v1/invoices",
+        b"{not json",
+        content_type="application/json",
+        headers={"X-API-Key": token_a},
+    )
     assert response.status_code in {400, 422}
     assert not Invoice.objects.exists()
 
@@ -117,9 +165,15 @@ def test_it_refuses_an_oversized_request(client, org_b, token_a, settings):
 
 def test_it_hides_other_organisations_invoices(client, org_b, token_a, token_b):
     number = post(client, "/api/v1/invoices", body(), token_a).json()["number"]
-    assert get(client, f"/api/v1/invoices/{number}", token_b).status_code == 200  # org B is the buyer
-    outsider_org = post(client, "/api/v1/invoices", body(buyer_kind="person", kind="digital_ordinary",
-                                                        buyer_tax_id="", buyer_name="个人"), token_a).json()
+    assert (
+        get(client, f"/api/v1/invoices/{number}", token_b).status_code == 200
+    )  # org B is the buyer
+    outsider_org = post(
+        client,
+        "/api/v1/invoices",
+        body(buyer_kind="person", kind="digital_ordinary", buyer_tax_id="", buyer_name="个人"),
+        token_a,
+    ).json()
     assert get(client, f"/api/v1/invoices/{outsider_org['id']}", token_b).status_code == 404
     assert get(client, f"/api/v1/invoices/{outsider_org['number']}", token_b).status_code == 404
     listed = get(client, "/api/v1/invoices", token_b).json()
@@ -143,7 +197,12 @@ def test_it_works_with_a_browser_session(client, org_b, clerk, token_a):
 
 
 def test_it_issues_bulk_all_or_nothing(client, org_b, token_a):
-    bad = post(client, "/api/v1/invoices/bulk", {"invoices": [body(), body(buyer_tax_id="x"), body()]}, token_a)
+    bad = post(
+        client,
+        "/api/v1/invoices/bulk",
+        {"invoices": [body(), body(buyer_tax_id="x"), body()]},
+        token_a,
+    )
     assert bad.status_code == 422
     assert [item["index"] for item in bad.json()["items"]] == [1]
     assert not Invoice.objects.exists()
@@ -161,7 +220,10 @@ def test_it_runs_the_draft_review_flow(client, org_a, org_b, clerk, reviewer):
     draft = post(csrf, "/api/v1/invoices/drafts", body(), None).json()
     assert draft["status"] == "draft" and draft["number"] is None
     assert post(csrf, f"/api/v1/invoices/{draft['id']}/issue", {}, None).status_code == 422
-    assert post(csrf, f"/api/v1/invoices/{draft['id']}/submit", {}, None).json()["status"] == "pending_review"
+    assert (
+        post(csrf, f"/api/v1/invoices/{draft['id']}/submit", {}, None).json()["status"]
+        == "pending_review"
+    )
     assert post(csrf, f"/api/v1/invoices/{draft['id']}/approve", {}, None).status_code == 403
     csrf.force_login(reviewer)
     approved = post(csrf, f"/api/v1/invoices/{draft['id']}/approve", {}, None).json()
@@ -169,7 +231,12 @@ def test_it_runs_the_draft_review_flow(client, org_a, org_b, clerk, reviewer):
 
 
 def test_it_filters_and_paginates_the_list(client, org_b, token_a):
-    post(client, "/api/v1/invoices/bulk", {"invoices": [body()] * 7 + [body(kind="digital_ordinary")]}, token_a)
+    post(
+        client,
+        "/api/v1/invoices/bulk",
+        {"invoices": [body()] * 7 + [body(kind="digital_ordinary")]},
+        token_a,
+    )
     page = get(client, "/api/v1/invoices", token_a, page=2, page_size=3).json()
     assert page["count"] == 8 and len(page["results"]) == 3
     assert get(client, "/api/v1/invoices", token_a, kind="digital_ordinary").json()["count"] == 1
@@ -177,7 +244,9 @@ def test_it_filters_and_paginates_the_list(client, org_b, token_a):
     assert get(client, "/api/v1/invoices", token_a, buyer="浦江").json()["count"] == 0
 
 
-def test_it_lists_with_a_constant_number_of_queries(client, org_b, token_a, django_assert_max_num_queries):
+def test_it_lists_with_a_constant_number_of_queries(
+    client, org_b, token_a, django_assert_max_num_queries
+):
     post(client, "/api/v1/invoices/bulk", {"invoices": [body()] * 40}, token_a)
     with django_assert_max_num_queries(6):
         assert get(client, "/api/v1/invoices", token_a).json()["count"] == 40
@@ -190,7 +259,11 @@ def test_it_issues_once_for_concurrent_retries(org_b, token_a):
     results: list[int] = []
 
     def retry() -> None:
-        results.append(post(Client(), "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "race"}).status_code)
+        results.append(
+            post(
+                Client(), "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "race"}
+            ).status_code
+        )
         connection.close()
 
     threads = [threading.Thread(target=retry) for _ in range(6)]

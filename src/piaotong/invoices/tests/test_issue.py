@@ -30,18 +30,30 @@ def fields_of(excinfo: pytest.ExceptionInfo[RuleViolations]) -> set[str]:
 
 
 def nothing_written() -> bool:
-    return not Invoice.objects.exists() and not LedgerEvent.objects.exists() and not OutboxEvent.objects.exists()
+    return (
+        not Invoice.objects.exists()
+        and not LedgerEvent.objects.exists()
+        and not OutboxEvent.objects.exists()
+    )
 
 
 def test_it_issues_a_special_invoice_with_several_rates(org_a, org_b, clerk_actor):
     invoice = do_issue_new_invoice(
         clerk_actor,
         org_a,
-        draft(org_b, lines=[
-            line(),
-            line(tax_code="1090511030000000000", item_name="笔记本电脑", tax_rate="13%",
-                 quantity=Decimal("3"), unit_price=Decimal("4999.99")),
-        ]),
+        draft(
+            org_b,
+            lines=[
+                line(),
+                line(
+                    tax_code="1090511030000000000",
+                    item_name="笔记本电脑",
+                    tax_rate="13%",
+                    quantity=Decimal("3"),
+                    unit_price=Decimal("4999.99"),
+                ),
+            ],
+        ),
     )
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.ISSUED
@@ -74,7 +86,9 @@ def test_it_signs_the_canonical_payload_with_the_node_key(org_a, org_b, clerk_ac
     key = SigningKey.objects.get(key_id=invoice.signing_key_id)
     assert sha256_hex(body) == invoice.payload_hash
     assert signing.verify(bytes(key.public_key), body, invoice.signature)
-    assert not signing.verify(bytes(key.public_key), body.replace(b"1060.00", b"1061.00"), invoice.signature)
+    assert not signing.verify(
+        bytes(key.public_key), body.replace(b"1060.00", b"1061.00"), invoice.signature
+    )
 
 
 def test_it_numbers_consecutively_without_gaps(org_a, org_b, clerk_actor):
@@ -99,8 +113,14 @@ def test_it_gives_the_number_back_when_issuing_fails(org_a, org_b, clerk_actor):
 
 def test_it_issues_an_ordinary_invoice_to_a_natural_person(org_a, clerk_actor):
     invoice = do_issue_new_invoice(
-        clerk_actor, org_a,
-        draft(kind=InvoiceKind.DIGITAL_ORDINARY, buyer_kind=BuyerKind.PERSON, buyer_name="王先生", buyer_tax_id=""),
+        clerk_actor,
+        org_a,
+        draft(
+            kind=InvoiceKind.DIGITAL_ORDINARY,
+            buyer_kind=BuyerKind.PERSON,
+            buyer_name="王先生",
+            buyer_tax_id="",
+        ),
     )
     assert invoice.buyer is None and invoice.buyer_tax_id == ""
     assert OutboxEvent.objects.get().subject == "piaotong.v1.11.xx.InvoiceIssued"
@@ -121,7 +141,10 @@ def test_it_issues_an_ordinary_invoice_to_a_natural_person(org_a, clerk_actor):
         ({"lines": [line(tax_code="123")]}, "lines.0.tax_code"),
         ({"lines": [line(quantity=Decimal("0"))]}, "lines.0.quantity"),
         ({"lines": [line(quantity=Decimal("-1"))]}, "lines.0.quantity"),
-        ({"lines": [line(quantity=None, unit_price=None, amount=Decimal("10000000000000000"))]}, "lines.0.amount"),
+        (
+            {"lines": [line(quantity=None, unit_price=None, amount=Decimal("10000000000000000"))]},
+            "lines.0.amount",
+        ),
         ({"lines": [line(tax=Decimal("60.07"))]}, "lines.0.tax"),
         ({"lines": [line(item_name="")]}, "lines.0.item_name"),
         ({"lines": [line(item_name="<img src=x onerror=alert(1)>")]}, "lines.0.item_name"),
@@ -136,7 +159,9 @@ def test_it_refuses_bad_input_and_writes_nothing(org_a, org_b, clerk_actor, over
 
 
 def test_it_keeps_a_supplied_tax_within_tolerance(org_a, org_b, clerk_actor):
-    invoice = do_issue_new_invoice(clerk_actor, org_a, draft(org_b, lines=[line(tax=Decimal("60.06"))]))
+    invoice = do_issue_new_invoice(
+        clerk_actor, org_a, draft(org_b, lines=[line(tax=Decimal("60.06"))])
+    )
     assert invoice.lines.get().tax == Decimal("60.06")
 
 

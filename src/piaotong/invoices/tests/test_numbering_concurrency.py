@@ -55,7 +55,9 @@ def test_it_numbers_without_duplicates_or_gaps_under_concurrency(org_a, org_b, c
                 do_issue_new_invoice(clerk_actor, org_a, draft(org_b))
 
     assert run_workers(issue_many) == []
-    sequences = sorted(parse_number(n).sequence for n in Invoice.objects.values_list("number", flat=True))
+    sequences = sorted(
+        parse_number(n).sequence for n in Invoice.objects.values_list("number", flat=True)
+    )
     assert sequences == list(range(1, len(sequences) + 1))
     assert len(sequences) == WORKERS * (5 * 3 + 8)  # 5 bulk rounds of 3, 8 single issues per worker
     assert verify_records(AuditEntry.objects.order_by("seq"), audit_body) is None

@@ -53,12 +53,16 @@ def test_it_requires_review_when_the_organisation_says_so(reviewed_org, org_b, c
 
 
 def test_it_lets_a_second_user_approve_and_issue(reviewed_org, org_b, clerk_actor, reviewer):
-    pending = do_submit_for_review(clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b)))
+    pending = do_submit_for_review(
+        clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b))
+    )
     assert pending.status == InvoiceStatus.PENDING_REVIEW
     issued = do_approve_invoice(actor_for_user(reviewer), pending)
     assert issued.status == InvoiceStatus.ISSUED
     assert issued.reviewer_name == "reviewer" and issued.issuer_name == "clerk"
-    assert LedgerEvent.objects.get(stream=issued.stream).payload["invoice"]["reviewer"] == "reviewer"
+    assert (
+        LedgerEvent.objects.get(stream=issued.stream).payload["invoice"]["reviewer"] == "reviewer"
+    )
 
 
 def test_it_refuses_approval_of_ones_own_draft(reviewed_org, org_b, clerk):
@@ -72,14 +76,20 @@ def test_it_refuses_approval_of_ones_own_draft(reviewed_org, org_b, clerk):
     assert pending.status == InvoiceStatus.PENDING_REVIEW
 
 
-def test_it_refuses_approval_by_a_clerk_without_the_reviewer_role(reviewed_org, org_b, clerk_actor, second_clerk):
-    pending = do_submit_for_review(clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b)))
+def test_it_refuses_approval_by_a_clerk_without_the_reviewer_role(
+    reviewed_org, org_b, clerk_actor, second_clerk
+):
+    pending = do_submit_for_review(
+        clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b))
+    )
     with pytest.raises(PermissionDenied):
         do_approve_invoice(actor_for_user(second_clerk), pending)
 
 
 def test_it_sends_a_rejected_draft_back_with_the_reason(reviewed_org, org_b, clerk_actor, reviewer):
-    pending = do_submit_for_review(clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b)))
+    pending = do_submit_for_review(
+        clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b))
+    )
     with pytest.raises(RuleViolation):
         do_reject_invoice(actor_for_user(reviewer), pending, "  ")
     back = do_reject_invoice(actor_for_user(reviewer), pending, "买方地址有误")

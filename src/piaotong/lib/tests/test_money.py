@@ -121,7 +121,7 @@ def test_it_keeps_general_rates_from_small_scale_taxpayers():
 
 def test_it_refuses_an_unknown_taxpayer_kind():
     with pytest.raises(RuleViolation) as raised:
-        rates_for_taxpayer("large")  # type: ignore[arg-type]
+        rates_for_taxpayer("large")
     assert raised.value.code == "unknown_taxpayer_kind"
 
 

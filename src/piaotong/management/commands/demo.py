@@ -19,8 +19,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         counts = load_demo(options["invoices_per_org"], progress=self.stdout.write)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo ready: {counts['organisations']} organisations, {counts['users']} users, "
-            f"{counts['invoices_issued']} invoices issued now."
-        ))
-        self.stdout.write(f"Log in as any of: {', '.join(u[0] for u in USERS)} — password {DEMO_PASSWORD}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: {counts['organisations']} organisations, {counts['users']} users, "
+                f"{counts['invoices_issued']} invoices issued now."
+            )
+        )
+        self.stdout.write(
+            f"Log in as any of: {', '.join(u[0] for u in USERS)} — password {DEMO_PASSWORD}"
+        )

@@ -15,9 +15,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default=os.environ.get("PIAOTONG_BIND", "127.0.0.1:8000"))
-        parser.add_argument("--workers", type=int, default=int(os.environ.get("PIAOTONG_WORKERS", "2")))
-        parser.add_argument("--threads", type=int, default=int(os.environ.get("PIAOTONG_THREADS", "4")))
-        parser.add_argument("--no-migrate", action="store_true", help="Do not apply migrations first.")
+        parser.add_argument(
+            "--workers", type=int, default=int(os.environ.get("PIAOTONG_WORKERS", "2"))
+        )
+        parser.add_argument(
+            "--threads", type=int, default=int(os.environ.get("PIAOTONG_THREADS", "4"))
+        )
+        parser.add_argument(
+            "--no-migrate", action="store_true", help="Do not apply migrations first."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["no_migrate"]:
@@ -25,13 +31,22 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         self.stdout.write(f"Piaotong listening on http://{options['bind']}/ (Ctrl-C to stop)")
         argv = [
-            sys.executable, "-m", "gunicorn", "piaotong.wsgi:application",
-            "--bind", options["bind"],
-            "--workers", str(options["workers"]),
-            "--threads", str(options["threads"]),
-            "--worker-class", "gthread",
-            "--access-logfile", "-",
-            "--graceful-timeout", "20",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "piaotong.wsgi:application",
+            "--bind",
+            options["bind"],
+            "--workers",
+            str(options["workers"]),
+            "--threads",
+            str(options["threads"]),
+            "--worker-class",
+            "gthread",
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "20",
         ]
         sys.stdout.flush()
         os.execv(sys.executable, argv)

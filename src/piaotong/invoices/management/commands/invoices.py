@@ -14,7 +14,9 @@ from piaotong.invoices.schemas import invoice_summary
 
 
 class Command(BaseCommand):
-    help = "List invoices: piaotong invoices list [--seller TAX_ID] [--status S] [--from D] [--to D]"
+    help = (
+        "List invoices: piaotong invoices list [--seller TAX_ID] [--status S] [--from D] [--to D]"
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="verb", required=True)
@@ -34,8 +36,11 @@ class Command(BaseCommand):
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
         invoices = filter_invoices(
-            invoices, date_from=options["date_from"], date_to=options["date_to"],
-            status=options["status"], buyer=options["buyer"],
+            invoices,
+            date_from=options["date_from"],
+            date_to=options["date_to"],
+            status=options["status"],
+            buyer=options["buyer"],
         ).order_by("-issue_date", "-id")[: options["limit"]]
         for invoice in invoices:
             if options["json"]:

@@ -25,9 +25,15 @@ class Command(BaseCommand):
     help = "Issue invoices from a JSON file (one invoice, or a bulk batch), all or nothing."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--from-json", required=True, metavar="FILE", help="JSON file, or - for stdin")
-        parser.add_argument("--seller", metavar="TAX_ID", help="Seller's USCC if the file does not name it")
-        parser.add_argument("--user", metavar="USERNAME", help="Issue as this user (default: node operator)")
+        parser.add_argument(
+            "--from-json", required=True, metavar="FILE", help="JSON file, or - for stdin"
+        )
+        parser.add_argument(
+            "--seller", metavar="TAX_ID", help="Seller's USCC if the file does not name it"
+        )
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="Issue as this user (default: node operator)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch = self._read(options["from_json"])
@@ -39,13 +45,17 @@ class Command(BaseCommand):
             raise CommandError(f"No organisation with tax id {tax_id} on this node.")
         actor = self._actor(options["user"], seller)
         try:
-            invoices = do_issue_invoices(actor, seller, [item.to_draft() for item in batch.invoices])
+            invoices = do_issue_invoices(
+                actor, seller, [item.to_draft() for item in batch.invoices]
+            )
         except RuleViolations as many:
             raise CommandError(self._lines([(0, many.violations)])) from None
         except BulkViolations as bulk:
             raise CommandError(self._lines(sorted(bulk.items.items()))) from None
         for invoice in invoices:
-            self.stdout.write(f"{invoice.number}\t{invoice.issue_date}\t{invoice.buyer_name}\t{invoice.total_with_tax}")
+            self.stdout.write(
+                f"{invoice.number}\t{invoice.issue_date}\t{invoice.buyer_name}\t{invoice.total_with_tax}"
+            )
         self.stdout.write(self.style.SUCCESS(f"Issued {len(invoices)} invoice(s)."))
 
     def _read(self, source: str) -> BulkIn:
@@ -75,5 +85,7 @@ class Command(BaseCommand):
     @staticmethod
     def _lines(items: list[tuple[int, list[Any]]]) -> str:
         return "Nothing was issued:\n" + "\n".join(
-            f"  invoice {index}: {v.field}: {v.text()}" for index, violations in items for v in violations
+            f"  invoice {index}: {v.field}: {v.text()}"
+            for index, violations in items
+            for v in violations
         )

@@ -15,7 +15,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="verb", required=True)
-        sub.add_parser("verify", help="Recompute every chain; exit 1 on the first altered row of each")
+        sub.add_parser(
+            "verify", help="Recompute every chain; exit 1 on the first altered row of each"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         findings = list(verify_ledger())
@@ -26,6 +28,8 @@ class Command(BaseCommand):
             )
         if findings:
             raise CommandError(f"{len(findings)} chain(s) altered")
-        self.stdout.write(self.style.SUCCESS(
-            f"OK: {LedgerEvent.objects.count()} ledger events, {AuditEntry.objects.count()} audit entries verified"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"OK: {LedgerEvent.objects.count()} ledger events, {AuditEntry.objects.count()} audit entries verified"
+            )
+        )
