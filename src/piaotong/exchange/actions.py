@@ -23,15 +23,18 @@ def enqueue_events(items: list[tuple[LedgerEvent, str, str]]) -> list[OutboxEven
     """Queue ledger events (event, seller region, buyer region); runs in the caller's transaction."""
     rows = [
         OutboxEvent(
-            event_id=event.event_id,
+            ledger_event=event,
             subject=subject_for(seller_region, buyer_region, event.kind),
             schema=f"piaotong.{event.kind}",
             schema_version=event.schema_version,
-            payload=json_ready(
-                event_body(event) | {"prev_hash": event.prev_hash, "hash": event.hash}
-            ),
         )
         for event, seller_region, buyer_region in items
     ]
     insert_many(rows)
     return rows
+
+
+def message_for(outbox: OutboxEvent) -> dict[str, object]:
+    """The message body published for an outbox row: the event with its chain hashes."""
+    event = outbox.ledger_event
+    return json_ready(event_body(event) | {"prev_hash": event.prev_hash, "hash": event.hash})

@@ -36,9 +36,6 @@ ISSUABLE_KINDS = (InvoiceKind.DIGITAL_SPECIAL, InvoiceKind.DIGITAL_ORDINARY)
 # no NaN or Infinity: what an accountant types, nothing that float() would also accept.
 DECIMAL_TEXT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 LINE_PREFIX = re.compile(r"lines-\d{1,4}")
-# The identifier validators name their field "tax_id"; on an invoice draft the only tax id typed
-# is the buyer's (the seller's comes from its record).
-FIELD_ALIASES = {"tax_id": "buyer_tax_id"}
 
 
 def parse_decimal_text(text: str) -> Decimal | None:
@@ -345,32 +342,35 @@ class InvoiceEntry:
         usable = [form for form in filled if not form.errors]
         drafts = [form.to_draft() for form in usable]
         seller = self.seller
-        violations: list[RuleViolation] = []
-        checked = None
         try:
             checked = check_draft(
                 self.form.to_draft(drafts), seller.taxpayer_kind if seller else "general"
             )
         except RuleViolations as many:
             violations = [self._renumber(v, usable) for v in many.violations]
-        if checked is not None:
-            lines = [
-                PreviewLine(self.position(form), form, c.printed_name, c.amounts)
-                for form, c in zip(usable, checked.lines, strict=True)
-            ]
-            return Preview(lines, checked.totals.amount, checked.totals.tax, violations)
-        by_form = dict(zip((id(f) for f in usable), drafts, strict=True))
+            by_form = {id(form): draft for form, draft in zip(usable, drafts, strict=True)}
+            return self._partial_preview(filled, by_form, violations)
+        lines = [
+            PreviewLine(self.position(form), form, c.printed_name, c.amounts)
+            for form, c in zip(usable, checked.lines, strict=True)
+        ]
+        return Preview(lines, checked.totals.amount, checked.totals.tax)
+
+    def _partial_preview(
+        self, filled: list[LineForm], drafts: dict[int, LineDraft], violations: list[RuleViolation]
+    ) -> Preview:
+        """The lines that compute on their own, while the invoice as a whole does not pass."""
         lines = []
         for form in filled:
-            draft = by_form.get(id(form))
+            draft = drafts.get(id(form))
             amounts = _line_amounts(draft) if draft is not None else None
-            name = form.cleaned_data.get("item_name", "")
-            lines.append(PreviewLine(self.position(form), form, _printed_name(form, name), amounts))
-        amounts_known = [line.amounts for line in lines if line.amounts is not None]
+            name = _printed_name(form, form.cleaned_data.get("item_name", ""))
+            lines.append(PreviewLine(self.position(form), form, name, amounts))
+        known = [line.amounts for line in lines if line.amounts is not None]
         return Preview(
             lines,
-            sum((a.amount for a in amounts_known), Decimal("0.00")),
-            sum((a.tax for a in amounts_known), Decimal("0.00")),
+            sum((a.amount for a in known), Decimal("0.00")),
+            sum((a.tax for a in known), Decimal("0.00")),
             violations,
         )
 
@@ -403,7 +403,7 @@ class InvoiceEntry:
                 form.add_error(None, violation.text())
 
     def _locate(self, path: str) -> tuple[forms.Form | None, str | None]:
-        parts = FIELD_ALIASES.get(path, path).split(".")
+        parts = path.split(".")
         if parts[0] == LINES_PREFIX:
             if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) < len(self.lines.forms):
                 form = self.lines.forms[int(parts[1])]

@@ -217,7 +217,7 @@ SAVE_INTENTS = frozenset({"draft", "submit", "issue"})
 def _render_entry(
     request: HttpRequest, entry: InvoiceEntry, preview: Preview | None = None
 ) -> HttpResponse:
-    context = {"entry": entry, "preview": preview, "seller": entry.seller, "max_lines": MAX_LINES}
+    context = {"entry": entry, "preview": preview, "seller": entry.seller}
     return render(request, "invoices/new.html", context)
 
 

@@ -22,7 +22,7 @@ class LedgerEvent(models.Model):
     """
 
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    stream = models.CharField(max_length=80, db_index=True)
+    stream = models.CharField(max_length=80)  # indexed by the (stream, writer, seq) constraint
     writer = models.CharField(max_length=40)
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=60)

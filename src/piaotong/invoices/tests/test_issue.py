@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 
 from piaotong.accounts.access import actor_for_user
 from piaotong.accounts.choices import Role
+from piaotong.exchange.actions import message_for
 from piaotong.exchange.models import OutboxEvent
 from piaotong.invoices.actions import BulkViolations, do_issue_invoices, do_issue_new_invoice
 from piaotong.invoices.choices import BuyerKind, InvoiceKind, InvoiceStatus
@@ -75,7 +76,8 @@ def test_it_appends_a_verifiable_ledger_event_audit_row_and_outbox_row(org_a, or
     assert verify_records([event], event_body) is None
     assert verify_records(AuditEntry.objects.order_by("seq"), audit_body) is None
     assert AuditEntry.objects.filter(action="invoice.issued", target=invoice.stream).count() == 1
-    outbox = OutboxEvent.objects.get(event_id=event.event_id)
+    outbox = OutboxEvent.objects.get(ledger_event=event)
+    assert message_for(outbox)["hash"] == event.hash
     assert outbox.subject == "piaotong.v1.11.31.InvoiceIssued"
     assert outbox.published_at is None
 
