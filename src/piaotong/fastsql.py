@@ -17,12 +17,6 @@ import orjson
 from django.db import connection, models
 
 
-try:
-    from psycopg.types.json import Jsonb
-except ImportError:  # SQLite-only installs have no psycopg; the PostgreSQL branch is never taken
-    Jsonb = None
-
-
 @lru_cache(maxsize=64)
 def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return [f for f in model._meta.concrete_fields if not f.primary_key]
@@ -39,9 +33,15 @@ def _insert_sql(model: type[models.Model], rows: int, vendor: str) -> str:
 
 def _db_value(field: models.Field[Any, Any], obj: models.Model) -> Any:
     value = field.pre_save(obj, True)
-    if isinstance(field, models.JSONField) and connection.vendor == "postgresql" and value is not None:
+    if (
+        isinstance(field, models.JSONField)
+        and connection.vendor == "postgresql"
+        and value is not None
+    ):
         # Django would serialise with the standard library's json; orjson is several times
         # faster on invoice payloads and gives the same JSON for the canonical values we store.
+        from psycopg.types.json import Jsonb  # present whenever the vendor is PostgreSQL
+
         return Jsonb(value, dumps=orjson.dumps)
     return field.get_db_prep_save(value, connection)
 

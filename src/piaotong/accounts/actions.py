@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from piaotong.accounts.access import Actor
 from piaotong.accounts.choices import ApiScope, Role, TaxpayerKind
@@ -89,3 +90,16 @@ def do_create_api_key(
             {"name": name, "scopes": api_key.scopes},
         )
     return api_key, token
+
+
+def do_revoke_api_key(actor: Actor, api_key: ApiKey) -> ApiKey:
+    """Revoke a key for good; requests with it are refused from the next one on."""
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            record_audit(
+                actor, "api_key.revoked", f"api_key:{api_key.prefix}", api_key.organisation_id
+            )
+    return api_key

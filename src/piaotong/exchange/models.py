@@ -21,7 +21,9 @@ class OutboxEvent(models.Model):
     `published_at` and `stream_seq` are set together, once.
     """
 
-    ledger_event = models.OneToOneField(LedgerEvent, on_delete=models.PROTECT, related_name="outbox")
+    ledger_event = models.OneToOneField(
+        LedgerEvent, on_delete=models.PROTECT, related_name="outbox"
+    )
     subject = models.CharField(max_length=200)
     schema = models.CharField(max_length=80)
     schema_version = models.PositiveSmallIntegerField(default=1)

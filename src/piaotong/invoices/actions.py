@@ -121,16 +121,59 @@ def _build_lines(invoice: Invoice, checked: CheckedInvoice) -> list[InvoiceLine]
     ]
 
 
-def do_create_draft(actor: Actor, seller: Organisation, draft: InvoiceDraft) -> Invoice:
-    """Save a checked draft (草稿); it gets a number only when issued."""
+def do_create_draft(
+    actor: Actor, seller: Organisation, draft: InvoiceDraft, *, submit: bool = False
+) -> Invoice:
+    """Save a checked draft (草稿); it gets a number only when issued.
+
+    With `submit`, the draft goes straight to the review queue in the same transaction.
+    """
     _require(actor, Action.DRAFT_INVOICE, seller)
     checked = check_draft(draft, seller.taxpayer_kind)
     with transaction.atomic():
         invoice = _build_invoice(actor, seller, checked, _registered_buyers([checked]))
+        if submit:
+            invoice.status = InvoiceStatus.PENDING_REVIEW
         invoice.save()
         InvoiceLine.objects.bulk_create(_build_lines(invoice, checked))
-        record_audit(
-            actor, "invoice.drafted", invoice.stream, seller.pk, {"total": invoice.total_with_tax}
+        details = {"total": invoice.total_with_tax}
+        record_audits(
+            actor,
+            [("invoice.drafted", invoice.stream, seller.pk, details)]
+            + ([("invoice.submitted", invoice.stream, seller.pk, {})] if submit else []),
+        )
+    return invoice
+
+
+# The fields a draft update may change: everything the drafter typed, nothing about its history.
+DRAFT_FIELDS = [
+    "kind", "buyer", "buyer_kind", "buyer_name", "buyer_tax_id", "buyer_address", "buyer_bank",
+    "buyer_email", "buyer_phone", "total_amount", "total_tax", "total_with_tax", "remarks",
+]  # fmt: skip
+
+
+def do_update_draft(
+    actor: Actor, invoice: Invoice, draft: InvoiceDraft, *, submit: bool = False
+) -> Invoice:
+    """Replace a draft's content (a rejected draft is corrected this way); the seller stays."""
+    _require(actor, Action.DRAFT_INVOICE, invoice.seller)
+    checked = check_draft(draft, invoice.seller.taxpayer_kind)
+    with transaction.atomic():
+        invoice = _locked(invoice)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise _status_error(invoice, str(InvoiceStatus.DRAFT.label))
+        fresh = _build_invoice(actor, invoice.seller, checked, _registered_buyers([checked]))
+        for name in DRAFT_FIELDS:
+            setattr(invoice, name, getattr(fresh, name))
+        invoice.status = InvoiceStatus.PENDING_REVIEW if submit else InvoiceStatus.DRAFT
+        invoice.save(update_fields=[*DRAFT_FIELDS, "status", "updated_at"])
+        invoice.lines.all().delete()
+        InvoiceLine.objects.bulk_create(_build_lines(invoice, checked))
+        stream, org = invoice.stream, invoice.seller_id
+        record_audits(
+            actor,
+            [("invoice.draft_updated", stream, org, {"total": invoice.total_with_tax})]
+            + ([("invoice.submitted", stream, org, {})] if submit else []),
         )
     return invoice
 

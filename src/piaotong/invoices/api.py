@@ -65,6 +65,14 @@ def create_draft(request: HttpRequest, payload: InvoiceIn) -> HttpResponse:
     return _detail(invoice.pk, 201)
 
 
+@router.put("/{ref}", response={200: dict, **ERRORS}, summary="Replace a draft's content")
+def update_draft(request: HttpRequest, ref: str, payload: InvoiceIn) -> HttpResponse:
+    # PUT is idempotent by itself: the same body twice leaves the same draft.
+    invoice = get_invoice_for_actor(_actor(request), ref)
+    invoice = actions.do_update_draft(_actor(request), invoice, payload.to_draft())
+    return _detail(invoice.pk)
+
+
 @router.post("/{ref}/submit", response={200: dict, **ERRORS}, summary="Submit a draft for review")
 @idempotent
 def submit_draft(request: HttpRequest, ref: str) -> HttpResponse:

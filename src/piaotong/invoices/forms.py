@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.models import Organisation
 from piaotong.invoices.choices import BuyerKind, InvoiceKind, InvoiceStatus
+from piaotong.invoices.models import Invoice
 from piaotong.invoices.rules import MAX_LINES, InvoiceDraft, LineDraft, check_draft
 from piaotong.lib.capitals import to_chinese_capitals
 from piaotong.lib.errors import RuleViolation, RuleViolations
@@ -467,3 +468,46 @@ def blank_line(index: int) -> LineForm:
     form.prefix = f"{LINES_PREFIX}-{index}"
     assert isinstance(form, LineForm)
     return form
+
+
+def entry_data_for(invoice: Invoice) -> dict[str, str]:
+    """The issue form's data for an existing draft, as if the user had typed it."""
+    lines = list(invoice.lines.all())
+    data = {
+        "seller": str(invoice.seller_id),
+        "kind": invoice.kind,
+        "buyer_kind": invoice.buyer_kind,
+        "buyer_name": invoice.buyer_name,
+        "buyer_tax_id": invoice.buyer_tax_id,
+        "buyer_address": invoice.buyer_address,
+        "buyer_bank": invoice.buyer_bank,
+        "buyer_email": invoice.buyer_email,
+        "buyer_phone": invoice.buyer_phone,
+        "remarks": invoice.remarks,
+        f"{LINES_PREFIX}-TOTAL_FORMS": str(len(lines)),
+        f"{LINES_PREFIX}-INITIAL_FORMS": "0",
+    }
+    for index, line in enumerate(lines):
+        prefix = f"{LINES_PREFIX}-{index}-"
+        values = {
+            "tax_code": line.tax_code,
+            "item_name": line.item_name,
+            "spec": line.spec,
+            "unit": line.unit,
+            "quantity": _plain(line.quantity),
+            "unit_price": _plain(line.unit_price),
+            # With quantity and unit price the amount follows from them; typing both invites a
+            # one-cent disagreement with the stored 13-decimal unit price.
+            "amount": _plain(line.amount) if line.quantity is None else "",
+            "tax_rate": line.tax_rate,
+        }
+        data |= {prefix + name: value for name, value in values.items()}
+    return data
+
+
+def _plain(value: Decimal | None) -> str:
+    """A stored decimal as a person would type it: no trailing zeros after the point."""
+    if value is None:
+        return ""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -13,6 +13,7 @@ urlpatterns = [
     path("invoices/tax-codes/", views.tax_codes, name="tax_codes"),
     path("invoices/review/", views.review_queue, name="review"),
     path("invoices/<uuid:uid>/", views.invoice_detail, name="detail"),
+    path("invoices/<uuid:uid>/edit/", views.edit_draft, name="edit"),
     path("invoices/<uuid:uid>/submit/", views.submit_draft, name="submit"),
     path("invoices/<uuid:uid>/issue/", views.issue_draft, name="issue"),
     path("invoices/<uuid:uid>/approve/", views.approve, name="approve"),

@@ -19,7 +19,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
@@ -47,6 +46,7 @@ from piaotong.invoices.forms import (
     Preview,
     RejectForm,
     blank_line,
+    entry_data_for,
     violations_of,
 )
 from piaotong.invoices.models import Invoice, QuotaUsage
@@ -202,10 +202,7 @@ def _save(actor: Actor, entry: InvoiceEntry, intent: str) -> tuple[Invoice, str]
     if intent == "draft":
         return actions.do_create_draft(actor, seller, draft), _("Draft saved.")
     if intent == "submit":
-        # Drafting and submitting are two audited steps; the form promises both or neither.
-        with transaction.atomic():
-            invoice = actions.do_create_draft(actor, seller, draft)
-            invoice = actions.do_submit_for_review(actor, invoice)
+        invoice = actions.do_create_draft(actor, seller, draft, submit=True)
         return invoice, _("Draft saved and sent for review.")
     invoice = actions.do_issue_new_invoice(actor, seller, draft)
     return invoice, _("Invoice %(number)s issued.") % {"number": invoice.number}
@@ -215,10 +212,41 @@ SAVE_INTENTS = frozenset({"draft", "submit", "issue"})
 
 
 def _render_entry(
-    request: HttpRequest, entry: InvoiceEntry, preview: Preview | None = None
+    request: HttpRequest,
+    entry: InvoiceEntry,
+    preview: Preview | None = None,
+    editing: Invoice | None = None,
 ) -> HttpResponse:
-    context = {"entry": entry, "preview": preview, "seller": entry.seller}
+    context = {"entry": entry, "preview": preview, "seller": entry.seller, "editing": editing}
     return render(request, "invoices/new.html", context)
+
+
+def _handle_entry(
+    request: HttpRequest,
+    entry: InvoiceEntry,
+    save: Callable[[str], tuple[Invoice, str]],
+    intents: frozenset[str],
+    editing: Invoice | None = None,
+) -> HttpResponse:
+    """The POST side of the issue and edit forms: add a line, recalculate, or save."""
+    intent = request.POST.get("intent", "preview")
+    if intent == "add_line":
+        entry.add_line()
+        return _render_entry(request, entry, editing=editing)
+    preview = entry.preview()
+    if intent not in intents:
+        entry.show(preview.violations, live=True)
+    elif not entry.is_valid() or preview.violations:
+        entry.show(preview.violations)
+    else:
+        try:
+            invoice, message = save(intent)
+        except (RuleViolation, RuleViolations) as error:
+            entry.show(violations_of(error))
+        else:
+            messages.success(request, message)
+            return redirect("invoices:detail", uid=invoice.uid)
+    return _render_entry(request, entry, preview, editing)
 
 
 @login_required
@@ -229,24 +257,36 @@ def new_invoice(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _render_entry(request, InvoiceEntry(sellers))
     entry = InvoiceEntry(sellers, request.POST)
-    intent = request.POST.get("intent", "preview")
-    if intent == "add_line":
-        entry.add_line()
-        return _render_entry(request, entry)
-    preview = entry.preview()
-    if intent not in SAVE_INTENTS:
-        entry.show(preview.violations, live=True)
-    elif not entry.is_valid() or preview.violations:
-        entry.show(preview.violations)
-    else:
-        try:
-            invoice, message = _save(actor, entry, intent)
-        except (RuleViolation, RuleViolations) as error:
-            entry.show(violations_of(error))
-        else:
-            messages.success(request, message)
-            return redirect("invoices:detail", uid=invoice.uid)
-    return _render_entry(request, entry, preview)
+    return _handle_entry(request, entry, lambda intent: _save(actor, entry, intent), SAVE_INTENTS)
+
+
+EDIT_INTENTS = frozenset({"draft", "submit"})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def edit_draft(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    """Correct a draft, typically one a reviewer sent back; it is issued from its detail page."""
+    actor = _actor(request)
+    invoice = get_invoice_for_actor(actor, str(uid))
+    if invoice.status != InvoiceStatus.DRAFT or not actor.can(
+        Action.DRAFT_INVOICE, invoice.seller_id
+    ):
+        raise PermissionDenied(
+            _("Only drafts can be edited, by users who may draft for the seller.")
+        )
+    sellers = Organisation.objects.filter(pk=invoice.seller_id)
+    if request.method == "GET":
+        return _render_entry(
+            request, InvoiceEntry(sellers, entry_data_for(invoice)), editing=invoice
+        )
+    entry = InvoiceEntry(sellers, request.POST)
+
+    def save(intent: str) -> tuple[Invoice, str]:
+        updated = actions.do_update_draft(actor, invoice, entry.draft(), submit=intent == "submit")
+        return updated, _("Draft sent for review.") if intent == "submit" else _("Draft saved.")
+
+    return _handle_entry(request, entry, save, EDIT_INTENTS, editing=invoice)
 
 
 @login_required
@@ -256,7 +296,9 @@ def preview(request: HttpRequest) -> HttpResponse:
     entry = InvoiceEntry(_sellers(_actor(request)), request.POST)
     result = entry.preview()
     entry.show(result.violations, live=True)
-    context = {"entry": entry, "preview": result, "seller": entry.seller}
+    # On the edit page the preview must not swap in the "issue now" buttons of a new invoice.
+    editing = bool(request.POST.get("editing"))
+    context = {"entry": entry, "preview": result, "seller": entry.seller, "editing": editing}
     return render(request, "invoices/_preview.html", context)
 
 
@@ -414,6 +456,7 @@ def invoice_detail(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
         "invoice": invoice,
         "lines": list(invoice.lines.all()),
         "may_submit": is_draft and actor.can(Action.DRAFT_INVOICE, seller_id),
+        "may_edit": is_draft and actor.can(Action.DRAFT_INVOICE, seller_id),
         "may_issue": is_draft
         and actor.can(Action.ISSUE_INVOICE, seller_id)
         and not invoice.seller.requires_dual_review,

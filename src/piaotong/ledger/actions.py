@@ -6,6 +6,7 @@ in the same transaction as its rows), so they refuse to run outside one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -114,7 +115,7 @@ def append_first_events(items: list[tuple[str, str, dict[str, Any]]]) -> list[Le
 
 
 def record_audits(
-    actor: Actor, items: list[tuple[str, str, int | None, dict[str, Any]]]
+    actor: Actor, items: Sequence[tuple[str, str, int | None, dict[str, Any]]]
 ) -> list[AuditEntry]:
     """Append many audit entries (action, target, organisation id, details) under one lock."""
     _require_transaction()

@@ -273,3 +273,24 @@ def test_it_issues_once_for_concurrent_retries(org_b, token_a):
         thread.join()
     assert results == [201] * 6
     assert Invoice.objects.count() == 1
+
+
+def test_it_replaces_a_draft_with_put(client, org_b, token_a):
+    draft = post(client, "/api/v1/invoices/drafts", body(), token_a).json()
+    changed = body(remarks="第二版", lines=[body()["lines"][0]])
+    response = client.put(
+        f"/api/v1/invoices/{draft['id']}",
+        orjson.dumps(changed),
+        content_type="application/json",
+        headers={"X-API-Key": token_a},
+    )
+    assert response.status_code == 200
+    assert response.json()["remarks"] == "第二版" and len(response.json()["lines"]) == 1
+    issued = post(client, f"/api/v1/invoices/{draft['id']}/issue", {}, token_a).json()
+    again = client.put(
+        f"/api/v1/invoices/{draft['id']}",
+        orjson.dumps(changed),
+        content_type="application/json",
+        headers={"X-API-Key": token_a},
+    )
+    assert issued["status"] == "issued" and again.status_code == 422

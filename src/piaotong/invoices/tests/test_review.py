@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.core.exceptions import PermissionDenied
 
@@ -15,11 +17,12 @@ from piaotong.invoices.actions import (
     do_issue_new_invoice,
     do_reject_invoice,
     do_submit_for_review,
+    do_update_draft,
 )
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.ledger.models import AuditEntry, LedgerEvent
 from piaotong.lib.errors import RuleViolation, RuleViolations
-from piaotong.testing import OPERATOR, draft
+from piaotong.testing import OPERATOR, draft, line
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +111,39 @@ def test_it_refuses_submitting_twice(org_a, org_b, clerk_actor):
 def test_it_validates_drafts_like_invoices(org_a, org_b, clerk_actor):
     with pytest.raises(RuleViolations):
         do_create_draft(clerk_actor, org_a, draft(org_b, buyer_tax_id=""))
+
+
+def test_it_lets_the_author_correct_a_rejected_draft(reviewed_org, org_b, clerk_actor, reviewer):
+    pending = do_submit_for_review(
+        clerk_actor, do_create_draft(clerk_actor, reviewed_org, draft(org_b))
+    )
+    back = do_reject_invoice(actor_for_user(reviewer), pending, "金额有误")
+    corrected = do_update_draft(
+        clerk_actor, back, draft(org_b, lines=[line(quantity=Decimal("3"))]), submit=True
+    )
+    assert corrected.status == InvoiceStatus.PENDING_REVIEW
+    assert corrected.total_amount == Decimal("1500.00")
+    assert list(corrected.lines.values_list("position", flat=True)) == [1]
+    issued = do_approve_invoice(actor_for_user(reviewer), corrected)
+    assert issued.total_with_tax == Decimal("1590.00")
+    actions = list(AuditEntry.objects.filter(target=issued.stream).values_list("action", flat=True))
+    assert actions == [
+        "invoice.drafted",
+        "invoice.submitted",
+        "invoice.rejected",
+        "invoice.draft_updated",
+        "invoice.submitted",
+        "invoice.issued",
+    ]
+
+
+def test_it_refuses_to_update_anything_but_a_draft(org_a, org_b, clerk_actor):
+    issued = do_issue_new_invoice(clerk_actor, org_a, draft(org_b))
+    with pytest.raises(RuleViolation) as excinfo:
+        do_update_draft(clerk_actor, issued, draft(org_b))
+    assert excinfo.value.code == "wrong_status"
+
+
+def test_it_creates_a_draft_straight_into_review(reviewed_org, org_b, clerk_actor):
+    invoice = do_create_draft(clerk_actor, reviewed_org, draft(org_b), submit=True)
+    assert invoice.status == InvoiceStatus.PENDING_REVIEW

@@ -573,3 +573,36 @@ def test_it_switches_to_english(client, clerk):
     assert '<html lang="en">' in html
     assert "Issue invoice" in html
     assert "Log out" in html
+
+
+def test_it_edits_a_rejected_draft_and_resubmits_it(client: Client, dual_org, clerk, reviewer):
+    draft_invoice = pending(clerk, dual_org)
+    actions.do_reject_invoice(actor_for_user(reviewer), draft_invoice, "数量有误")
+    client.force_login(clerk)
+    page = client.get(reverse("invoices:edit", kwargs={"uid": draft_invoice.uid}))
+    assert page.status_code == 200
+    assert "笔记本电脑" in page.content.decode()
+    data = {key: value for key, value in page.context["entry"].form.data.items()}
+    data |= {"intent": "submit", "lines-0-amount": "250.00"}
+    response = client.post(reverse("invoices:edit", kwargs={"uid": draft_invoice.uid}), data)
+    assert response.status_code == 302
+    draft_invoice.refresh_from_db()
+    assert draft_invoice.status == InvoiceStatus.PENDING_REVIEW
+    assert draft_invoice.total_with_tax == Decimal("282.50")
+
+
+def test_it_refuses_to_edit_an_issued_invoice_or_another_organisations_draft(
+    client: Client, org_a, clerk, outsider
+):
+    issued = issue(clerk, org_a)
+    client.force_login(clerk)
+    assert client.get(reverse("invoices:edit", kwargs={"uid": issued.uid})).status_code == 403
+    own_draft = actions.do_create_draft(actor_for_user(clerk), org_a, invoice_draft())
+    client.force_login(outsider)
+    assert client.get(reverse("invoices:edit", kwargs={"uid": own_draft.uid})).status_code == 404
+
+
+def test_it_shows_chinese_to_an_english_browser_until_the_user_switches(client, clerk):
+    client.force_login(clerk)
+    page = client.get(reverse("invoices:dashboard"), headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="zh-hans">' in page.content.decode()
