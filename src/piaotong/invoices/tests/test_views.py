@@ -31,6 +31,12 @@ BUYER_USCC = compose_uscc("9", "1", "310115", "MA1BUYER")  # not registered here
 
 
 @pytest.fixture
+def english(client: Client) -> None:
+    """The user switched to English (the language cookie), so messages are asserted in English."""
+    client.cookies["django_language"] = "en"
+
+
+@pytest.fixture
 def dual_org(clerk: User, reviewer: User) -> Organisation:
     """An organisation under dual review (双人复核) where A's clerk and reviewer also work."""
     organisation = make_org("北京审慎科技有限公司", "110108", "MA01DUAL", requires_dual_review=True)
@@ -303,7 +309,7 @@ def test_it_ignores_lines_marked_for_removal(client, clerk, org_a):
     assert Invoice.objects.get().lines.count() == 1
 
 
-def test_it_asks_for_at_least_one_line(client, clerk, org_a):
+def test_it_asks_for_at_least_one_line(client, english, clerk, org_a):
     client.force_login(clerk)
     data = form_data(org_a)
     for field in ["tax_code", "item_name", "amount", "tax_rate"]:
@@ -412,7 +418,7 @@ def test_it_runs_the_dual_review_flow(client, clerk, reviewer, dual_org):
     assert invoice.reviewed_by == reviewer
 
 
-def test_it_shows_the_refusal_when_someone_approves_their_own_draft(client, dual_org):
+def test_it_shows_the_refusal_when_someone_approves_their_own_draft(client, english, dual_org):
     manager = make_user("manager", dual_org, Role.FINANCE_MANAGER)
     invoice = pending(manager, dual_org)
     client.force_login(manager)
@@ -436,7 +442,7 @@ def test_it_sends_a_draft_back_with_the_reason(client, clerk, reviewer, dual_org
     )
 
 
-def test_it_refuses_a_rejection_without_a_reason(client, clerk, reviewer, dual_org):
+def test_it_refuses_a_rejection_without_a_reason(client, english, clerk, reviewer, dual_org):
     invoice = pending(clerk, dual_org)
     client.force_login(reviewer)
     response = client.post(
