@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from piaotong.accounts.access import Actor, actor_for_user
-from piaotong.accounts.actions import do_grant_role, do_register_organisation
+from piaotong.accounts.actions import do_create_user, do_grant_role, do_register_organisation
 from piaotong.accounts.choices import Role, TaxpayerKind
 from piaotong.accounts.models import Organisation, User
 from piaotong.invoices.actions import (
@@ -93,7 +93,7 @@ def _ensure_user(
 ) -> User:
     user = User.objects.filter(username=username).first()
     if user is None:
-        user = User.objects.create_user(username, password=DEMO_PASSWORD, first_name=full_name)
+        user = do_create_user(actor, username, DEMO_PASSWORD, full_name=full_name)
     do_grant_role(actor, user, org, role)
     return user
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from piaotong.accounts.access import Actor
-from piaotong.accounts.actions import do_grant_role, do_register_organisation
+from piaotong.accounts.actions import do_create_user, do_grant_role, do_register_organisation
 from piaotong.accounts.choices import Role
 from piaotong.accounts.models import Organisation, User
 from piaotong.invoices.choices import InvoiceKind
@@ -24,7 +24,7 @@ def make_org(name: str, area: str, org8: str, **extra: Any) -> Organisation:
 
 
 def make_user(username: str, org: Organisation, *roles: Role) -> User:
-    user = User.objects.create_user(username, password="correct-horse-battery", first_name=username)
+    user = do_create_user(OPERATOR, username, "correct-horse-battery", full_name=username)
     for role in roles:
         do_grant_role(OPERATOR, user, org, role)
     return user

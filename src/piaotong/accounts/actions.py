@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.utils import timezone
 
@@ -55,6 +56,22 @@ def do_register_organisation(
             {"name": organisation.name},
         )
     return organisation
+
+
+def do_create_user(
+    actor: Actor, username: str, password: str, *, full_name: str = "", email: str = ""
+) -> User:
+    """A new login; the password is checked against the password validators first."""
+    user = User(username=username.strip(), first_name=full_name.strip(), email=email.strip())
+    validate_password(password, user)
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    with transaction.atomic():
+        user.save()
+        record_audit(
+            actor, "user.created", f"user:{user.username}", None, {"name": user.first_name}
+        )
+    return user
 
 
 def do_grant_role(actor: Actor, user: User, organisation: Organisation, role: Role) -> Membership:
