@@ -49,7 +49,7 @@ class Entry:
 def _unquote(text: str) -> str:
     text = text.strip()
     assert text.startswith('"') and text.endswith('"'), text
-    return ast.literal_eval(text)
+    return str(ast.literal_eval(text))
 
 
 def parse_po(path: Path) -> list[Entry]:
@@ -82,7 +82,7 @@ def parse_po(path: Path) -> list[Entry]:
             continue
         keyword, _, rest = line.partition(" ")
         if keyword == "msgctxt":
-            current = start(line_no)
+            current: Entry | None = start(line_no)
             field = ("msgctxt", None)
             current.msgctxt = ""
         elif keyword == "msgid":
