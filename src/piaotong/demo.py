@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
+
 from piaotong.accounts.access import Actor, actor_for_user
 from piaotong.accounts.actions import do_create_user, do_grant_role, do_register_organisation
 from piaotong.accounts.choices import Role, TaxpayerKind
@@ -66,7 +68,6 @@ USERS = [
     ("pujiang.clerk", "pujiang", Role.CLERK, "冯开票"),
     ("lingnan.clerk", "lingnan", Role.CLERK, "陈开票"),
 ]
-ITEMS = ["年度服务费", "技术支持", "设备", "咨询费", "运输费", "办公用品", "配件", "维护费"]
 
 
 def _ensure_org(actor: Actor, spec: DemoOrg) -> Organisation:
@@ -111,7 +112,7 @@ def _line(rng: random.Random, taxpayer_kind: str) -> LineDraft:
     )
     return LineDraft(
         tax_code=code.code,
-        item_name=rng.choice(ITEMS),
+        item_name=code.name,
         tax_rate=rate,
         unit="项",
         quantity=Decimal(rng.randint(1, 20)),
@@ -152,7 +153,9 @@ def load_demo(
     rng = random.Random(2026)
     buyers = list(orgs.values())
     issued = 0
-    for spec in ORGS:
+    # Organisations of other regions are buyers here: their invoices are issued by their own
+    # region's node, which owns the numbers of that region.
+    for spec in (s for s in ORGS if s.area[:2] == settings.PIAOTONG_REGION):
         seller = orgs[spec.key]
         missing = (
             invoices_per_org - Invoice.objects.filter(seller=seller, number__isnull=False).count()

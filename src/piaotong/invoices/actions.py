@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -49,6 +50,28 @@ class BulkViolations(ValueError):
 def _require(actor: Actor, action: Action, organisation: Organisation) -> None:
     if not actor.can(action, organisation.pk):
         raise PermissionDenied(f"{actor.label} may not {action} for {organisation.name}")
+
+
+def _require_home_node(seller: Organisation) -> None:
+    """Only the seller's home node writes seller-side facts (ARCHITECTURE §5).
+
+    The region in an invoice number names the node that owns the invoice; a node numbers only
+    for its own region, so it may issue only for sellers registered there.
+    """
+    if seller.region != settings.PIAOTONG_REGION:
+        raise RuleViolation(
+            "seller",
+            "seller_not_in_region",
+            _(
+                "%(name)s is registered in region %(seller_region)s; this node issues for region "
+                "%(node_region)s only. Issue on the node of region %(seller_region)s."
+            ),
+            {
+                "name": seller.name,
+                "seller_region": seller.region,
+                "node_region": settings.PIAOTONG_REGION,
+            },
+        )
 
 
 def _status_error(invoice: Invoice, wanted: str) -> RuleViolation:
@@ -129,6 +152,7 @@ def do_create_draft(
     With `submit`, the draft goes straight to the review queue in the same transaction.
     """
     _require(actor, Action.DRAFT_INVOICE, seller)
+    _require_home_node(seller)
     checked = check_draft(draft, seller.taxpayer_kind)
     with transaction.atomic():
         invoice = _build_invoice(actor, seller, checked, _registered_buyers([checked]))
@@ -273,6 +297,7 @@ def do_issue_invoices(
 ) -> list[Invoice]:
     """Issue many invoices all-or-nothing (批量开具): every draft is checked before any is written."""
     _require(actor, Action.ISSUE_INVOICE, seller)
+    _require_home_node(seller)
     _refuse_without_review(seller)
     checked, errors = [], {}
     for index, draft in enumerate(drafts):

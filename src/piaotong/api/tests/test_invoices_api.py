@@ -10,9 +10,11 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from piaotong.accounts.actions import do_create_api_key
+from piaotong.accounts.choices import ApiScope
 from piaotong.invoices.models import Invoice
 from piaotong.lib.taxid import compose_uscc
-from piaotong.testing import SOFTWARE_SERVICE
+from piaotong.testing import OPERATOR, SOFTWARE_SERVICE, make_org
 
 pytestmark = pytest.mark.django_db
 BUYER_TAX_ID = compose_uscc("9", "1", "310115", "MA1TEXT2")
@@ -104,21 +106,12 @@ def test_it_does_not_remember_a_refused_request(client, org_b, token_a):
     )
 
 
-def test_it_keeps_keys_apart_per_client(client, org_b, token_a, token_b):
-    assert (
-        post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "same"}).status_code
-        == 201
-    )
-    other = post(
-        client,
-        "/api/v1/invoices",
-        body(
-            buyer_tax_id=compose_uscc("9", "1", "110108", "MA01TEXT"),
-            buyer_name="北京测试科技有限公司",
-        ),
-        token_b,
-        **{"Idempotency-Key": "same"},
-    )
+def test_it_keeps_keys_apart_per_client(client, org_b, token_a):
+    second = make_org("北京第二测试有限公司", "110105", "MA01XEC2")
+    token_c = do_create_api_key(OPERATOR, second, "ERP-C", [ApiScope.INVOICES_WRITE])[1]
+    first = post(client, "/api/v1/invoices", body(), token_a, **{"Idempotency-Key": "same"})
+    other = post(client, "/api/v1/invoices", body(), token_c, **{"Idempotency-Key": "same"})
+    assert first.status_code == 201
     assert other.status_code == 201
     assert Invoice.objects.count() == 2
 
