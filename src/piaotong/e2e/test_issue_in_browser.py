@@ -33,6 +33,10 @@ def fill_line(page, index: int, code: str, name: str, amount: str, rate: str) ->
 
 
 def test_it_issues_a_special_invoice_with_two_rates_in_the_browser(page, live_server, org_a, clerk):
+    console_errors: list[str] = []
+    page.on(
+        "console", lambda message: message.type == "error" and console_errors.append(message.text)
+    )
     log_in(page, live_server, "clerk")
     page.goto(f"{live_server.url}/invoices/new/")
     page.select_option("select[name=kind]", "digital_special")
@@ -51,6 +55,8 @@ def test_it_issues_a_special_invoice_with_two_rates_in_the_browser(page, live_se
     assert str(invoice.total_with_tax) == "1342.00"
     page.goto(f"{live_server.url}/invoices/")
     assert invoice.number in page.inner_text("table")
+    # The Content-Security-Policy forbids inline code: nothing on these pages may need it.
+    assert [e for e in console_errors if "Content Security Policy" in e] == []
 
 
 def test_it_switches_the_interface_to_english(page, live_server, org_a, clerk):

@@ -1,0 +1,190 @@
+"""The permission matrix (权限矩阵), one table, enforced through both the web UI and the API.
+
+Each row: a role, an operation, and whether the role may do it within its own organisation.
+Every allowed cell must succeed and every denied cell must be refused, through both faces; and a
+user of another organisation holding the same role must get 404 on organisation A's invoices
+(no IDOR: not even a 403 that would reveal the invoice exists). docs/security.md shows the same
+table for people; a change to one without the other fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from django.test import Client
+
+from piaotong.accounts.access import actor_for_user
+from piaotong.accounts.choices import Role
+from piaotong.accounts.models import Organisation, User
+from piaotong.invoices import actions
+from piaotong.invoices.models import Invoice
+from piaotong.lib.taxid import compose_uscc
+from piaotong.testing import SOFTWARE_SERVICE, make_org, make_user
+
+pytestmark = pytest.mark.django_db
+
+ROLES = [
+    Role.CLERK,
+    Role.REVIEWER,
+    Role.FINANCE_MANAGER,
+    Role.AUDITOR,
+    Role.ORG_ADMIN,
+    Role.TAX_OFFICER,
+]
+C, R, F, A, ADMIN, T = ROLES
+
+# operation -> roles allowed within their own organisation
+MATRIX: dict[str, set[Role]] = {
+    "list invoices": {C, R, F, A, ADMIN, T},
+    "view an invoice": {C, R, F, A, ADMIN, T},
+    "save a draft": {C, F},
+    "issue an invoice": {C, F},
+    "approve a draft under review": {R, F},
+    "reject a draft under review": {R, F},
+}
+BUYER = compose_uscc("9", "1", "310115", "MA1BUYER")
+LINE = {"tax_code": SOFTWARE_SERVICE, "item_name": "维护", "tax_rate": "0.06", "amount": "100"}
+BODY = {"kind": "digital_special", "buyer_name": "上海买方", "buyer_tax_id": BUYER, "lines": [LINE]}
+
+
+def form(seller: Organisation, intent: str) -> dict[str, str]:
+    data = {
+        "intent": intent,
+        "seller": str(seller.pk),
+        "kind": "digital_special",
+        "buyer_kind": "organisation",
+        "buyer_name": "上海买方",
+        "buyer_tax_id": BUYER,
+        "lines-TOTAL_FORMS": "1",
+        "lines-INITIAL_FORMS": "0",
+    }
+    return data | {f"lines-0-{k}": v for k, v in LINE.items()}
+
+
+@dataclass
+class World:
+    org: Organisation
+    other: Organisation
+    author: User  # a finance manager of org who drafts the invoices under review
+    issued: Invoice
+    pending: Invoice
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    org = make_org("北京矩阵科技有限公司", "110108", "MA01MTRX", requires_dual_review=False)
+    other = make_org("北京他方科技有限公司", "110105", "MA01THER")
+    author = make_user("author", org, Role.FINANCE_MANAGER)
+    actor = actor_for_user(author)
+    issued = actions.do_issue_new_invoice(actor, org, actions_draft())
+    pending = actions.do_create_draft(actor, org, actions_draft(), submit=True)
+    return World(org, other, author, issued, pending)
+
+
+def actions_draft() -> Any:
+    from piaotong.testing import draft
+
+    return draft(buyer_name="上海买方", buyer_tax_id=BUYER)
+
+
+# Each operation through the UI and through the API: (client, world) -> response.
+Call = Callable[[Client, World], Any]
+UI: dict[str, Call] = {
+    "list invoices": lambda c, w: c.get("/invoices/"),
+    "view an invoice": lambda c, w: c.get(f"/invoices/{w.issued.uid}/"),
+    "save a draft": lambda c, w: c.post("/invoices/new/", form(w.org, "draft")),
+    "issue an invoice": lambda c, w: c.post("/invoices/new/", form(w.org, "issue")),
+    "approve a draft under review": lambda c, w: c.post(f"/invoices/{w.pending.uid}/approve/"),
+    "reject a draft under review": lambda c, w: c.post(
+        f"/invoices/{w.pending.uid}/reject/", {"reason": "错"}
+    ),
+}
+
+
+def api_post(client: Client, path: str, body: Any) -> Any:
+    return client.post(path, orjson.dumps(body), content_type="application/json")
+
+
+API: dict[str, Call] = {
+    "list invoices": lambda c, w: c.get("/api/v1/invoices"),
+    "view an invoice": lambda c, w: c.get(f"/api/v1/invoices/{w.issued.uid}"),
+    "save a draft": lambda c, w: api_post(
+        c, "/api/v1/invoices/drafts", BODY | {"seller_tax_id": w.org.tax_id}
+    ),
+    "issue an invoice": lambda c, w: api_post(
+        c, "/api/v1/invoices", BODY | {"seller_tax_id": w.org.tax_id}
+    ),
+    "approve a draft under review": lambda c, w: api_post(
+        c, f"/api/v1/invoices/{w.pending.uid}/approve", {}
+    ),
+    "reject a draft under review": lambda c, w: api_post(
+        c, f"/api/v1/invoices/{w.pending.uid}/reject", {"reason": "错"}
+    ),
+}
+
+
+def succeeded(response: Any) -> bool:
+    if response.status_code == 302:  # the UI redirects after a successful POST (PRG)
+        return "/accounts/login" not in response["Location"]
+    return response.status_code in {200, 201}
+
+
+def refused(response: Any) -> bool:
+    return response.status_code in {403, 404}
+
+
+def as_role(world: World, role: Role, organisation: Organisation | None = None) -> Client:
+    client = Client()
+    client.force_login(make_user(f"u-{role.value}", organisation or world.org, role))
+    return client
+
+
+CELLS = [(op, role, face) for op in MATRIX for role in ROLES for face in ("ui", "api")]
+
+
+@pytest.mark.parametrize(("operation", "role", "face"), CELLS)
+def test_it_enforces_the_matrix(world: World, operation: str, role: Role, face: str):
+    response = (UI if face == "ui" else API)[operation](as_role(world, role), world)
+    if role in MATRIX[operation]:
+        assert succeeded(response), (response.status_code, response.content[:300])
+    else:
+        assert refused(response), (response.status_code, response.content[:300])
+
+
+OWN_INVOICE_OPERATIONS = [
+    "view an invoice",
+    "approve a draft under review",
+    "reject a draft under review",
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "role", "face"),
+    [(op, role, face) for op in OWN_INVOICE_OPERATIONS for role in ROLES for face in ("ui", "api")],
+)
+def test_it_answers_404_to_every_role_of_another_organisation(
+    world: World, operation: str, role: Role, face: str
+):
+    client = as_role(world, role, organisation=world.other)
+    response = (UI if face == "ui" else API)[operation](client, world)
+    assert response.status_code == 404
+    world.pending.refresh_from_db()
+    assert world.pending.status == "pending_review"
+
+
+def test_it_matches_the_table_in_docs_security_md():
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "security.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and "|" in line[2:]]
+    table = {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in r.strip("|").split("|")] for r in rows)
+    }
+    header = table.pop("operation")
+    assert header == [role.value for role in ROLES]
+    for operation, allowed in MATRIX.items():
+        assert table[operation] == ["yes" if role in allowed else "no" for role in ROLES], operation
