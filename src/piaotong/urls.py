@@ -9,6 +9,7 @@ from piaotong.api.api import api
 urlpatterns = [
     path("", include("piaotong.invoices.urls")),
     path("accounts/", include("piaotong.accounts.urls")),
+    path("audit/", include("piaotong.ledger.urls")),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),

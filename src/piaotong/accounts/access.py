@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.http import Http404
+from django.http import Http404, HttpRequest
 
 from piaotong.accounts.choices import ApiScope, Role
 from piaotong.accounts.models import ApiKey, Organisation, User
@@ -63,6 +63,15 @@ def actor_for_user(user: User) -> Actor:
     for organisation_id, role in user.memberships.values_list("organisation_id", "role"):
         roles[organisation_id].update(a for a in Action if role_allows(role, a))
     return Actor(user=user, grants={org: frozenset(actions) for org, actions in roles.items()})
+
+
+def actor_for_request(request: HttpRequest) -> Actor | None:
+    """The logged-in user's actor, built once per request (views and templates share it)."""
+    cached: Actor | None = getattr(request, "_piaotong_actor", None)
+    if cached is None and isinstance(getattr(request, "user", None), User):
+        cached = actor_for_user(request.user)  # type: ignore[arg-type]
+        request._piaotong_actor = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def actor_for_api_key(api_key: ApiKey) -> Actor:

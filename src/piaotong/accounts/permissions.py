@@ -16,6 +16,10 @@ class Action(StrEnum):
     DRAFT_INVOICE = "draft_invoice"
     ISSUE_INVOICE = "issue_invoice"
     REVIEW_INVOICE = "review_invoice"
+    REQUEST_ROLE_CHANGE = "request_role_change"
+    APPROVE_ROLE_CHANGE = "approve_role_change"
+    VIEW_ACCESS_REVIEW = "view_access_review"
+    VIEW_AUDIT_LOG = "view_audit_log"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
@@ -24,8 +28,18 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.FINANCE_MANAGER: frozenset(
         {Action.VIEW_INVOICES, Action.DRAFT_INVOICE, Action.ISSUE_INVOICE, Action.REVIEW_INVOICE}
     ),
-    Role.AUDITOR: frozenset({Action.VIEW_INVOICES}),
-    Role.ORG_ADMIN: frozenset({Action.VIEW_INVOICES}),
+    Role.AUDITOR: frozenset(
+        {Action.VIEW_INVOICES, Action.VIEW_ACCESS_REVIEW, Action.VIEW_AUDIT_LOG}
+    ),
+    Role.ORG_ADMIN: frozenset(
+        {
+            Action.VIEW_INVOICES,
+            Action.REQUEST_ROLE_CHANGE,
+            Action.APPROVE_ROLE_CHANGE,
+            Action.VIEW_ACCESS_REVIEW,
+            Action.VIEW_AUDIT_LOG,
+        }
+    ),
     Role.TAX_OFFICER: frozenset({Action.VIEW_INVOICES}),
 }
 

@@ -34,9 +34,12 @@ def fill_line(page, index: int, code: str, name: str, amount: str, rate: str) ->
 
 def test_it_issues_a_special_invoice_with_two_rates_in_the_browser(page, live_server, org_a, clerk):
     console_errors: list[str] = []
-    page.on(
-        "console", lambda message: message.type == "error" and console_errors.append(message.text)
-    )
+
+    def collect(message) -> None:
+        if message.type == "error":
+            console_errors.append(message.text)
+
+    page.on("console", collect)
     log_in(page, live_server, "clerk")
     page.goto(f"{live_server.url}/invoices/new/")
     page.select_option("select[name=kind]", "digital_special")

@@ -31,8 +31,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
-from piaotong.accounts.access import Actor, actor_for_user
-from piaotong.accounts.models import Organisation, User
+from piaotong.accounts.access import Actor, actor_for_request
+from piaotong.accounts.models import Organisation
 from piaotong.accounts.permissions import Action
 from piaotong.invoices import actions
 from piaotong.invoices.access import get_invoice_for_actor, visible_invoices
@@ -78,8 +78,9 @@ def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
 
 def _actor(request: HttpRequest) -> Actor:
-    assert isinstance(request.user, User)  # every view here is behind login_required
-    return actor_for_user(request.user)
+    actor = actor_for_request(request)
+    assert actor is not None  # every view here is behind login_required
+    return actor
 
 
 def _is_partial(request: HtmxHttpRequest) -> bool:

@@ -1,0 +1,15 @@
+"""Template context every page needs: which sections of the navigation the user may open."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from piaotong.accounts.access import actor_for_request
+from piaotong.accounts.permissions import Action
+
+
+def navigation(request: HttpRequest) -> dict[str, dict[str, bool]]:
+    actor = actor_for_request(request)
+    if actor is None:
+        return {"nav": {}}
+    return {"nav": {"audit_log": bool(actor.organisation_ids(Action.VIEW_AUDIT_LOG))}}
