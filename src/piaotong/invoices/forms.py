@@ -27,7 +27,7 @@ from piaotong.invoices.models import Invoice
 from piaotong.invoices.rules import MAX_LINES, InvoiceDraft, LineDraft, check_draft
 from piaotong.lib.capitals import to_chinese_capitals
 from piaotong.lib.errors import RuleViolation, RuleViolations
-from piaotong.lib.money import RATES, LineAmounts, LineInput, compute_line, parse_rate
+from piaotong.lib.money import RATES, LineAmounts, LineInput, compute_line, fine_text, parse_rate
 from piaotong.lib.taxcodes import TaxCode, format_line_name, get_tax_code
 
 LINES_PREFIX = "lines"
@@ -494,20 +494,12 @@ def entry_data_for(invoice: Invoice) -> dict[str, str]:
             "item_name": line.item_name,
             "spec": line.spec,
             "unit": line.unit,
-            "quantity": _plain(line.quantity),
-            "unit_price": _plain(line.unit_price),
+            "quantity": fine_text(line.quantity) or "",
+            "unit_price": fine_text(line.unit_price) or "",
             # With quantity and unit price the amount follows from them; typing both invites a
             # one-cent disagreement with the stored 13-decimal unit price.
-            "amount": _plain(line.amount) if line.quantity is None else "",
+            "amount": fine_text(line.amount) or "" if line.quantity is None else "",
             "tax_rate": line.tax_rate,
         }
         data |= {prefix + name: value for name, value in values.items()}
     return data
-
-
-def _plain(value: Decimal | None) -> str:
-    """A stored decimal as a person would type it: no trailing zeros after the point."""
-    if value is None:
-        return ""
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -11,6 +11,7 @@ from typing import Any
 
 from piaotong.invoices.choices import PLATFORM_CODES, InvoiceKind
 from piaotong.invoices.models import Invoice, InvoiceLine
+from piaotong.lib.money import fine_text
 
 PAYLOAD_SCHEMA = "piaotong.invoice"
 PAYLOAD_VERSION = 1
@@ -24,20 +25,12 @@ def line_payload(line: InvoiceLine) -> dict[str, Any]:
         "name": line.printed_name,
         "spec": line.spec,
         "unit": line.unit,
-        "quantity": _fine(line.quantity),
-        "unit_price": _fine(line.unit_price),
+        "quantity": fine_text(line.quantity),
+        "unit_price": fine_text(line.unit_price),
         "amount": str(line.amount),
         "tax_rate": line.tax_rate,
         "tax": str(line.tax),
     }
-
-
-def _fine(value: Any) -> str | None:
-    """Quantities and unit prices without trailing zeros, as printed ("2", "1.5")."""
-    if value is None:
-        return None
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def invoice_payload(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str, Any]:

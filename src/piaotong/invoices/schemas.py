@@ -10,6 +10,7 @@ from pydantic import ConfigDict
 from piaotong.invoices.choices import BuyerKind, InvoiceKind, InvoiceStatus
 from piaotong.invoices.models import Invoice, InvoiceLine
 from piaotong.invoices.rules import InvoiceDraft, LineDraft
+from piaotong.lib.money import fine_text
 
 # Generous outer bounds only: the domain rules give the precise, translated messages.
 Text = Field(default="", max_length=2000)
@@ -82,13 +83,6 @@ class InvoiceFilters(Schema):
     number: str | None = Field(default=None, max_length=20)
 
 
-def _fine(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def line_out(line: InvoiceLine) -> dict[str, Any]:
     return {
         "position": line.position,
@@ -98,8 +92,8 @@ def line_out(line: InvoiceLine) -> dict[str, Any]:
         "printed_name": line.printed_name,
         "spec": line.spec,
         "unit": line.unit,
-        "quantity": _fine(line.quantity),
-        "unit_price": _fine(line.unit_price),
+        "quantity": fine_text(line.quantity),
+        "unit_price": fine_text(line.unit_price),
         "amount": str(line.amount),
         "tax_rate": line.tax_rate,
         "tax": str(line.tax),

@@ -278,6 +278,18 @@ def round_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP, context=_CONTEXT)
 
 
+def fine_text(value: Decimal | None) -> str | None:
+    """A quantity or unit price as printed: plain digits, no trailing zeros after the point.
+
+    >>> fine_text(Decimal("2.5000000000000")), fine_text(Decimal("10")), fine_text(None)
+    ('2.5', '10', None)
+    """
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def round_fine(value: Decimal) -> Decimal:
     """Round a quantity or unit price half up to 13 decimal places and 15 significant digits.
 
