@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.signals import user_logged_in
 from django.test import override_settings
 
 from piaotong.accounts.access import Actor, actor_for_user
 from piaotong.accounts.choices import Role, TaxpayerKind
 from piaotong.accounts.models import Organisation, User
 from piaotong.ledger.keys import node_key
-from piaotong.testing import make_org, make_user
+from piaotong.testing import make_org, make_user, stamp_forced_login
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -24,6 +25,19 @@ def _signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Any:
         node_key.cache_clear()
         yield
         node_key.cache_clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _force_login_is_a_full_login() -> Any:
+    """`client.force_login(user)` leaves the session the two-step login would leave.
+
+    Without it the login middleware would log such sessions out (they lack the login stamp).
+    Personas whose role requires two-factor login have an authenticator (`make_user`), so
+    their forced sessions count as having proved it; see `testing.stamp_forced_login`.
+    """
+    user_logged_in.connect(stamp_forced_login, dispatch_uid="piaotong-forced-login")
+    yield
+    user_logged_in.disconnect(dispatch_uid="piaotong-forced-login")
 
 
 @pytest.fixture

@@ -176,7 +176,16 @@ AUTH_PASSWORD_VALIDATORS = [
         "OPTIONS": {"min_length": 12},
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "piaotong.accounts.passwords.BreachedPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Argon2id for new and changed passwords; the others only verify older hashes (and upgrade them
+# to Argon2id at the next successful login).
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
 LANGUAGE_CODE = "zh-hans"
@@ -221,3 +230,26 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("PIAOTONG_LOG_LEVEL", "INFO")},
 }
 AUTH_USER_MODEL = "accounts.User"
+
+# --- Authentication hardening (2FA, sessions, passwords) ---
+# The two-step login, session timeouts and mandatory two-factor login: accounts.session_state,
+# accounts.middleware, accounts.twofactor, accounts.throttle.
+AUTHENTICATION_BACKENDS = ["piaotong.accounts.backends.AuthenticationBackend"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
+    "piaotong.accounts.middleware.LoginSessionMiddleware",
+)
+PIAOTONG_SESSION_IDLE_SECONDS = env_int("PIAOTONG_SESSION_IDLE_SECONDS", 30 * 60)
+PIAOTONG_SESSION_ABSOLUTE_SECONDS = env_int("PIAOTONG_SESSION_ABSOLUTE_SECONDS", 12 * 3600)
+if not 0 < PIAOTONG_SESSION_IDLE_SECONDS <= PIAOTONG_SESSION_ABSOLUTE_SECONDS:
+    raise ImproperlyConfigured(
+        "PIAOTONG_SESSION_IDLE_SECONDS must be positive and at most "
+        "PIAOTONG_SESSION_ABSOLUTE_SECONDS"
+    )
+SESSION_COOKIE_AGE = PIAOTONG_SESSION_ABSOLUTE_SECONDS  # the cookie never outlives the login
+# Login throttling counts failures per client IP: behind N reverse proxies that append to
+# X-Forwarded-For, set this to N so the client's address is used rather than the proxy's.
+PIAOTONG_TRUSTED_PROXIES = env_int("PIAOTONG_TRUSTED_PROXIES", 0)
+if env_bool("PIAOTONG_HTTPS", False):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from piaotong import health
 from piaotong.api.api import api
@@ -11,6 +12,11 @@ urlpatterns = [
     path("accounts/", include("piaotong.accounts.urls")),
     path("audit/", include("piaotong.ledger.urls")),
     path("api/v1/", api.urls),
+    # The admin's own login form would skip the second factor: it sends people to ours.
+    path(
+        "admin/login/",
+        RedirectView.as_view(pattern_name="accounts:login", query_string=True),
+    ),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", health.healthz),

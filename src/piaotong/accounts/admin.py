@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from piaotong.accounts.models import ApiKey, Membership, Organisation, User
+from piaotong.accounts.models import ApiKey, Membership, Organisation, RoleChangeRequest, User
 from piaotong.ledger.admin import ReadOnlyAdmin
 
 admin.site.register(User, UserAdmin)
@@ -25,3 +25,17 @@ class MembershipAdmin(ReadOnlyAdmin):
 class ApiKeyAdmin(ReadOnlyAdmin):
     list_display = ["name", "organisation", "prefix", "created_at", "revoked_at"]
     exclude = ["secret_hash"]
+
+
+@admin.register(RoleChangeRequest)
+class RoleChangeRequestAdmin(ReadOnlyAdmin):
+    list_display = [
+        "organisation",
+        "user",
+        "role",
+        "change",
+        "status",
+        "requested_by",
+        "decided_by",
+    ]
+    list_filter = ["status", "change"]

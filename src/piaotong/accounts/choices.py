@@ -23,3 +23,36 @@ class Role(models.TextChoices):
 class ApiScope(models.TextChoices):
     INVOICES_READ = "invoices:read", _("Read invoices")
     INVOICES_WRITE = "invoices:write", _("Create and issue invoices")
+
+
+class RoleChange(models.TextChoices):
+    """What a permission change request (权限变更申请) asks for."""
+
+    GRANT = "grant", _("Grant")
+    REVOKE = "revoke", _("Revoke")
+
+
+class RoleChangeStatus(models.TextChoices):
+    """Where a permission change request stands. Every decision is final."""
+
+    PENDING = "pending", _("Pending approval")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+
+
+ROLE_CHANGE_TRANSITIONS: dict[RoleChangeStatus, frozenset[RoleChangeStatus]] = {
+    RoleChangeStatus.PENDING: frozenset(
+        {RoleChangeStatus.APPROVED, RoleChangeStatus.REJECTED, RoleChangeStatus.WITHDRAWN}
+    ),
+    RoleChangeStatus.APPROVED: frozenset(),
+    RoleChangeStatus.REJECTED: frozenset(),
+    RoleChangeStatus.WITHDRAWN: frozenset(),
+}
+
+# Roles an organisation's admins manage among themselves. The tax officer belongs to the
+# authority side and is never granted by the taxpayer it supervises; a role added later stays
+# outside this set until someone decides otherwise.
+ORGANISATION_ROLES: frozenset[Role] = frozenset(
+    {Role.CLERK, Role.REVIEWER, Role.FINANCE_MANAGER, Role.AUDITOR, Role.ORG_ADMIN}
+)

@@ -11,7 +11,14 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from piaotong.accounts.choices import ApiScope, Role, TaxpayerKind
+from piaotong.accounts.choices import (
+    ROLE_CHANGE_TRANSITIONS,
+    ApiScope,
+    Role,
+    RoleChange,
+    RoleChangeStatus,
+    TaxpayerKind,
+)
 from piaotong.lib.errors import RuleViolation
 from piaotong.lib.regions import get_region
 from piaotong.lib.taxid import validate_uscc
@@ -140,3 +147,187 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: ApiScope) -> bool:
         return scope.value in self.scopes
+
+
+# --- Two-factor authentication and login throttling ---
+# Terms: an authenticator (身份验证器) is the app holding a user's TOTP secret; a recovery code
+# (恢复码) replaces it once when the phone is lost; a throttle (登录限流) counts failed logins.
+
+
+class TotpDevice(models.Model):
+    """A user's authenticator app, bound by a shared TOTP secret (RFC 6238, SHA-1, 6 digits, 30 s).
+
+    Invariants: at most one per user; the device counts as a second factor only once
+    `confirmed_at` is set, which happens only after the user entered a valid code from it;
+    `last_used_step` only grows, and a code whose time step is not above it is refused (no
+    replay). The base32 `secret` is shown only on the setup page before confirmation and never
+    logged or displayed in the admin; field encryption at rest comes with issue 4 part 6.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="totp_device")
+    secret = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_used_step = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("authenticator")
+
+    def __str__(self) -> str:
+        return f"TOTP · {self.user}"
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class RecoveryCode(models.Model):
+    """One single-use recovery code of a user with an authenticator.
+
+    Invariants: only the SHA-256 of the code is stored (codes carry 80 random bits, so a plain
+    hash is safe, as for API secrets); a user holds exactly the batch issued last, 10 codes
+    (issuing a batch deletes the previous one); `used_at` is set once and never cleared.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "code_hash"], name="recovery_code_unique")
+        ]
+        verbose_name = _("recovery code")
+
+    def __str__(self) -> str:
+        return f"recovery code · {self.user}"
+
+
+class ThrottleScope(models.TextChoices):
+    USERNAME = "username", _("username")
+    IP = "ip", _("IP address")
+
+
+class LoginThrottle(models.Model):
+    """Failed logins counted per username, or per client IP address, within a window.
+
+    Invariants: one row per (scope, key); the username key is case-folded and need not name an
+    existing user (so a lockout reveals nothing about which usernames exist); `failures` counts
+    the failures since `window_started_at`; while `locked_until` is in the future every login
+    attempt on the key is refused before the password is checked. The arithmetic is in
+    `accounts.throttle`.
+    """
+
+    scope = models.CharField(max_length=10, choices=ThrottleScope.choices)
+    key = models.CharField(max_length=150)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="login_throttle_unique_key")
+        ]
+        verbose_name = _("login throttle")
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key} ({self.failures})"
+
+
+# --- Permission change requests (maker-checker) ---
+
+
+class RoleChangeRequest(models.Model):
+    """A request to grant or revoke one role of one user in one organisation (权限变更申请).
+
+    Maker-checker (双人审批): one admin asks, a different admin decides; approving applies the
+    change to `Membership` in the same transaction.
+
+    Invariants: `reason` is never blank; `decided_by` is neither `requested_by` (no
+    self-approval) nor `user` (no self-elevation); at most one pending request per
+    (organisation, user, role); a decision is final: only a pending request changes status
+    (`ROLE_CHANGE_TRANSITIONS`); approved and rejected requests name who decided and when,
+    withdrawn ones were withdrawn by their requester and record only when.
+    """
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="role_change_requests"
+    )
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="role_change_requests")
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    change = models.CharField(_("change"), max_length=10, choices=RoleChange.choices)
+    reason = models.TextField(_("reason"), max_length=500)
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(_("requested at"), auto_now_add=True)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=RoleChangeStatus.choices,
+        default=RoleChangeStatus.PENDING,
+    )
+    decided_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.TextField(_("decision note"), max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = _("permission change request")
+        indexes = [models.Index(fields=["organisation", "status"], name="role_change_org_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "user", "role"],
+                condition=models.Q(status=RoleChangeStatus.PENDING),
+                name="role_change_one_pending",
+            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="role_change_reason_given"),
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | (
+                    ~models.Q(decided_by=models.F("requested_by"))
+                    & ~models.Q(decided_by=models.F("user"))
+                ),
+                name="role_change_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status=RoleChangeStatus.PENDING,
+                    decided_by__isnull=True,
+                    decided_at__isnull=True,
+                )
+                | models.Q(
+                    status=RoleChangeStatus.WITHDRAWN,
+                    decided_by__isnull=True,
+                    decided_at__isnull=False,
+                )
+                | models.Q(
+                    status__in=[RoleChangeStatus.APPROVED, RoleChangeStatus.REJECTED],
+                    decided_by__isnull=False,
+                    decided_at__isnull=False,
+                ),
+                name="role_change_decision_recorded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_change_display()} {self.get_role_display()} · {self.user_id}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == RoleChangeStatus.PENDING
+
+    @property
+    def is_grant(self) -> bool:
+        return self.change == RoleChange.GRANT
+
+    def can_transition_to(self, status: RoleChangeStatus) -> bool:
+        return status in ROLE_CHANGE_TRANSITIONS[RoleChangeStatus(self.status)]
+
+    def is_requested_by(self, user: User) -> bool:
+        return self.requested_by_id == user.pk
+
+    def concerns(self, user: User) -> bool:
+        """Whether `user` is the person whose role would change."""
+        return self.user_id == user.pk

@@ -1,14 +1,51 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from piaotong.accounts import views, views_roles
+
 app_name = "accounts"
 urlpatterns = [
-    path(
-        "login/",
-        auth_views.LoginView.as_view(
-            template_name="accounts/login.html", redirect_authenticated_user=True
-        ),
-        name="login",
-    ),
+    # Two-step login, the authenticator and the profile (accounts.views).
+    path("login/", views.login_view, name="login"),
+    path("login/verify/", views.login_verify, name="login_verify"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("profile/", views.profile, name="profile"),
+    path("two-factor/setup/", views.totp_setup, name="totp_setup"),
+    path("two-factor/recovery-codes/", views.recovery_codes, name="recovery_codes"),
+    path("two-factor/disable/", views.totp_disable, name="totp_disable"),
+    # Permission changes under maker-checker and the periodic access review.
+    path("roles/", views_roles.roles_home, name="roles"),
+    path("roles/<int:organisation_id>/", views_roles.role_requests_pending, name="role_requests"),
+    path("roles/<int:organisation_id>/new/", views_roles.role_request_new, name="role_request_new"),
+    path(
+        "roles/<int:organisation_id>/history/",
+        views_roles.role_request_history,
+        name="role_history",
+    ),
+    path("roles/<int:organisation_id>/review/", views_roles.access_review, name="access_review"),
+    path(
+        "roles/<int:organisation_id>/review.csv",
+        views_roles.access_review_csv,
+        name="access_review_csv",
+    ),
+    path(
+        "roles/<int:organisation_id>/review/revoke-dormant/",
+        views_roles.revoke_dormant,
+        name="revoke_dormant",
+    ),
+    path(
+        "roles/requests/<int:pk>/approve/",
+        views_roles.role_request_approve,
+        name="role_request_approve",
+    ),
+    path(
+        "roles/requests/<int:pk>/reject/",
+        views_roles.role_request_reject,
+        name="role_request_reject",
+    ),
+    path(
+        "roles/requests/<int:pk>/withdraw/",
+        views_roles.role_request_withdraw,
+        name="role_request_withdraw",
+    ),
 ]
