@@ -1,7 +1,7 @@
-"""User-center actions needed by issuing: organisations, memberships, API keys.
+"""User-center actions (用户中心): organisations, users, bootstrap role grants, API keys, logins,
+two-factor authentication and profiles. Each writes its audit entry in the same transaction.
 
-The full user center (approval of permission changes, 2FA, backups) is its own issue; these
-actions already write their audit entry in the same transaction.
+Role changes after bootstrap go through requests and approval: `accounts.role_requests`.
 """
 
 from __future__ import annotations
