@@ -182,7 +182,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # Argon2id for new and changed passwords; the others only verify older hashes (and upgrade them
 # to Argon2id at the next successful login).
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "piaotong.accounts.passwords.Argon2idHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",

@@ -77,3 +77,10 @@ def test_it_still_accepts_an_old_pbkdf2_hash_and_upgrades_it_at_login(client: Cl
     assert response.status_code == 302
     user.refresh_from_db()
     assert user.password.startswith("argon2$argon2id$")
+
+
+def test_it_hashes_with_bounded_memory():
+    """19 MiB per hash (m=19456 KiB), so concurrent logins stay within a worker's memory budget."""
+    from django.contrib.auth.hashers import make_password
+
+    assert "$m=19456,t=2,p=1$" in make_password("correct-horse-battery-staple")
