@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/issue.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) var
