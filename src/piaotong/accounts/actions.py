@@ -364,3 +364,24 @@ def do_update_profile(
             actor, "user.profile_updated", f"user:{user.username}", None, {"fields": changed}
         )
     return user
+
+
+def do_record_api_key_use(api_key: ApiKey) -> None:
+    """Note that a key was used; its first use of each day (Asia/Shanghai) is audited.
+
+    One audit entry per key per day keeps "which integrations acted, and when" in the chain
+    without an audit write on every read request.
+    """
+    now = timezone.now()
+    first_today = api_key.last_used_at is None or timezone.localdate(
+        api_key.last_used_at
+    ) != timezone.localdate(now)
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        if first_today:
+            record_audit(
+                Actor(api_key=api_key),
+                "api_key.used",
+                f"api_key:{api_key.prefix}",
+                api_key.organisation_id,
+            )

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hmac
 
 from django.http import HttpRequest
-from django.utils import timezone
 from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
 
 from piaotong.accounts.access import Actor, actor_for_api_key, actor_for_user
+from piaotong.accounts.actions import do_record_api_key_use
 from piaotong.accounts.models import ApiKey, hash_api_secret
 
 
@@ -27,7 +27,7 @@ def actor_for_token(token: str) -> Actor | None:
     )
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_api_secret(parts[2])):
         return None
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+    do_record_api_key_use(api_key)
     return actor_for_api_key(api_key)
 
 

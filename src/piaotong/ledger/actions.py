@@ -138,3 +138,13 @@ def record_audits(
     insert_many(entries)
     _set_head_hash(AUDIT_CHAIN, entries[-1].hash)
     return entries
+
+
+def do_record_audit_export(
+    actor: Actor, organisation_ids: Sequence[int], filters: dict[str, Any]
+) -> None:
+    """An export of the audit log is itself audited, once per organisation it covers."""
+    with transaction.atomic():
+        record_audits(
+            actor, [("audit_log.exported", "audit_log", org, filters) for org in organisation_ids]
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from piaotong.accounts.access import actor_for_request
 from piaotong.accounts.permissions import Action
+from piaotong.ledger.actions import do_record_audit_export
 from piaotong.ledger.forms import AuditFilterForm
 from piaotong.ledger.queries import (
     EXPORT_HEADER,
@@ -24,6 +27,10 @@ from piaotong.ledger.queries import (
 from piaotong.lib.spreadsheet import csv_lines
 
 PAGE_SIZE = 100
+
+
+def _plain(filters: dict[str, Any]) -> dict[str, str]:
+    return {name: str(value) for name, value in filters.items() if value}
 
 
 @login_required
@@ -37,6 +44,9 @@ def audit_log(request: HttpRequest) -> HttpResponseBase:
     filters = form.cleaned_data if form.is_valid() else {}
     entries = filter_audit_entries(visible_audit_entries(actor), **filters)
     if request.GET.get("export") == "csv":
+        do_record_audit_export(
+            actor, actor.organisation_ids(Action.VIEW_AUDIT_LOG), _plain(filters)
+        )
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(
             csv_lines(EXPORT_HEADER, export_rows(entries)), content_type="text/csv; charset=utf-8"

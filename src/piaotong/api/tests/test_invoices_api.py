@@ -287,3 +287,11 @@ def test_it_replaces_a_draft_with_put(client, org_b, token_a):
         headers={"X-API-Key": token_a},
     )
     assert issued["status"] == "issued" and again.status_code == 422
+
+
+def test_it_audits_the_first_use_of_a_key_each_day(client, org_b, token_a):
+    from piaotong.ledger.models import AuditEntry
+
+    for _ in range(3):
+        get(client, "/api/v1/invoices", token_a)
+    assert AuditEntry.objects.filter(action="api_key.used").count() == 1

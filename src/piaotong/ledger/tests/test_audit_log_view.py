@@ -53,3 +53,7 @@ def test_it_exports_a_formula_safe_csv(client: Client, org_a, org_b, clerk_actor
     body = b"".join(response.streaming_content).decode("utf-8")
     assert body.startswith("\ufeffseq,occurred_at")
     assert "'=cmd" in body and ",=cmd" not in body
+    assert (
+        AuditEntry.objects.filter(action="audit_log.exported", organisation_id=org_a.pk).count()
+        == 1
+    )

@@ -44,3 +44,13 @@ def test_it_names_an_altered_invoice_event(org_a, org_b, clerk_actor):
     LedgerEvent.objects.filter(pk=event.pk).update(payload=payload)
     (finding,) = verify_ledger()
     assert finding.chain.startswith(invoice.stream) and finding.breach.record_id == event.pk
+
+
+def test_it_verifies_the_audit_chain_alone(org_a, org_b, clerk_actor, capsys):
+    do_issue_invoices(clerk_actor, org_a, [draft(org_b)] * 2)
+    call_command("audit", "verify")
+    assert "audit entries verified" in capsys.readouterr().out
+    victim = AuditEntry.objects.order_by("seq")[3]
+    AuditEntry.objects.filter(pk=victim.pk).update(details={"forged": True})
+    with pytest.raises(CommandError, match=f"seq {victim.seq}"):
+        call_command("audit", "verify")
