@@ -33,8 +33,17 @@ def _error(status: int, code: str, zh: str, en: str) -> HttpResponse:
 
 
 def _request_hash(request: HttpRequest) -> str:
+    """What makes two requests "the same": method, path and the body's JSON content.
+
+    A retry may re-serialise its body (other whitespace, other key order); that is still the
+    same request. A body that is not JSON is compared byte for byte.
+    """
     head = f"{request.method} {request.path}\n".encode()
-    return hashlib.sha256(head + request.body).hexdigest()
+    try:
+        body = orjson.dumps(orjson.loads(request.body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        body = request.body
+    return hashlib.sha256(head + body).hexdigest()
 
 
 def _replay(record: IdempotencyRecord, request_hash: str) -> HttpResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -295,3 +296,22 @@ def test_it_audits_the_first_use_of_a_key_each_day(client, org_b, token_a):
     for _ in range(3):
         get(client, "/api/v1/invoices", token_a)
     assert AuditEntry.objects.filter(action="api_key.used").count() == 1
+
+
+def test_it_replays_a_retry_whose_json_was_reserialised(client, org_b, token_a):
+    first = client.post(
+        "/api/v1/invoices",
+        orjson.dumps(body()),
+        content_type="application/json",
+        headers={"X-API-Key": token_a, "Idempotency-Key": "erp-44"},
+    )
+    pretty = json.dumps(dict(reversed(list(body().items()))), indent=2, ensure_ascii=False)
+    retry = client.post(
+        "/api/v1/invoices",
+        pretty.encode(),
+        content_type="application/json",
+        headers={"X-API-Key": token_a, "Idempotency-Key": "erp-44"},
+    )
+    assert first.status_code == retry.status_code == 201
+    assert retry.json()["number"] == first.json()["number"]
+    assert Invoice.objects.count() == 1
