@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from django.db import connection, models
 
+from piaotong.fields import EncryptedTextField
+
 
 @lru_cache(maxsize=64)
 def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
@@ -59,7 +61,9 @@ def _converters(model: type[models.Model], vendor: str) -> list[Callable[[models
     """
     converters: list[Callable[[models.Model], Any]] = []
     for field in _fields(model):
-        if isinstance(field, _PLAIN_FIELDS):
+        # Encrypted fields are TextFields, but their attribute holds the plaintext: they must
+        # go through get_db_prep_save, which encrypts, or plaintext would reach the table.
+        if isinstance(field, _PLAIN_FIELDS) and not isinstance(field, EncryptedTextField):
             converters.append(attrgetter(field.attname))
         elif isinstance(field, models.JSONField) and vendor == "postgresql":
             converters.append(lambda obj, f=field: _jsonb(f.pre_save(obj, True)))  # type: ignore[misc]

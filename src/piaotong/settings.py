@@ -6,10 +6,14 @@ Bad configuration fails loudly at start-up rather than at the first request.
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from piaotong.lib import fieldcrypto
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -46,22 +50,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 VAR_DIR = Path(env_str("PIAOTONG_VAR_DIR", str(Path.cwd() / "var"))).resolve()
 DEBUG = env_bool("PIAOTONG_DEBUG", False)
-SECRET_KEY = os.environ.get("PIAOTONG_SECRET_KEY", "")
-if not SECRET_KEY:
-    # A stable per-installation secret, so sessions survive restarts without configuration.
+
+
+def installation_secret(name: str, make: Callable[[], str]) -> str:
+    """The content of `VAR_DIR/name`, written by `make()` (mode 0600) if the file is new."""
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    _secret_file = VAR_DIR / "secret_key"
+    path = VAR_DIR / name
     try:
         # O_EXCL: when several processes start at once, exactly one writes the secret.
-        _fd = os.open(_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         pass
     else:
-        import secrets
+        with os.fdopen(fd, "w") as out:
+            out.write(make())
+    return path.read_text().strip()
 
-        with os.fdopen(_fd, "w") as _out:
-            _out.write(secrets.token_urlsafe(50))
-    SECRET_KEY = _secret_file.read_text().strip()
+
+SECRET_KEY = os.environ.get("PIAOTONG_SECRET_KEY", "")
+if not SECRET_KEY:
+    # A stable per-installation secret, so sessions survive restarts without configuration.
+    SECRET_KEY = installation_secret("secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = env_list(
     "PIAOTONG_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
@@ -253,3 +262,20 @@ PIAOTONG_TRUSTED_PROXIES = env_int("PIAOTONG_TRUSTED_PROXIES", 0)
 if env_bool("PIAOTONG_HTTPS", False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- Field encryption at rest ---
+# Bank accounts, natural-person buyers' phone and email and TOTP secrets are stored encrypted
+# (piaotong.fields; docs/security.md). "kid1:base64key,kid2:base64key", the current key first.
+# Unset, a per-installation keyring is created in var/field_keys, like secret_key, so a fresh
+# checkout runs; production sets it from the environment and keeps it like the backup key.
+PIAOTONG_FIELD_KEYS = env_str("PIAOTONG_FIELD_KEYS", "").strip()
+_field_keys_source = "PIAOTONG_FIELD_KEYS"
+if not PIAOTONG_FIELD_KEYS:
+    _field_keys_source = str(VAR_DIR / "field_keys")
+    PIAOTONG_FIELD_KEYS = installation_secret(
+        "field_keys", lambda: fieldcrypto.generate_key_line("local1")
+    )
+try:
+    fieldcrypto.Keyring.parse(PIAOTONG_FIELD_KEYS, source=_field_keys_source)
+except fieldcrypto.KeyringError as exc:
+    raise ImproperlyConfigured(str(exc)) from None

@@ -19,6 +19,7 @@ from piaotong.accounts.choices import (
     RoleChangeStatus,
     TaxpayerKind,
 )
+from piaotong.fields import EncryptedTextField
 from piaotong.lib.errors import RuleViolation
 from piaotong.lib.regions import get_region
 from piaotong.lib.taxid import validate_uscc
@@ -51,7 +52,7 @@ class Organisation(models.Model):
     address = models.CharField(_("address"), max_length=300, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     bank_name = models.CharField(_("bank"), max_length=200, blank=True)
-    bank_account = models.CharField(_("bank account"), max_length=60, blank=True)
+    bank_account = EncryptedTextField(_("bank account"), max_length=60, blank=True)
     issuing_quota = models.DecimalField(
         _("monthly issuing quota (授信额度)"),
         max_digits=18,
@@ -161,11 +162,12 @@ class TotpDevice(models.Model):
     `confirmed_at` is set, which happens only after the user entered a valid code from it;
     `last_used_step` only grows, and a code whose time step is not above it is refused (no
     replay). The base32 `secret` is shown only on the setup page before confirmation and never
-    logged or displayed in the admin; field encryption at rest comes with issue 4 part 6.
+    logged or displayed in the admin; it is stored encrypted (`EncryptedTextField`), so a
+    copy of the database alone cannot generate codes.
     """
 
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="totp_device")
-    secret = models.CharField(max_length=64)
+    secret = EncryptedTextField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     last_used_step = models.BigIntegerField(null=True, blank=True)

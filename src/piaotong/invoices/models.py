@@ -10,10 +10,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import validate_email
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.models import ApiKey, Organisation, User
+from piaotong.fields import EncryptedTextField
 from piaotong.invoices.choices import (
     PAPER_KINDS,
     SPECIAL_KINDS,
@@ -89,8 +91,10 @@ class Invoice(models.Model):
     buyer_tax_id = models.CharField(_("buyer tax id"), max_length=20, blank=True)
     buyer_address = models.CharField(max_length=300, blank=True)
     buyer_bank = models.CharField(max_length=300, blank=True)
-    buyer_email = models.EmailField(blank=True)
-    buyer_phone = models.CharField(max_length=20, blank=True)
+    # Contact details of the buyer (for natural persons, personal data) are stored encrypted;
+    # the printed facts above (names, tax ids, addresses, banks) are signed and stay plain.
+    buyer_email = EncryptedTextField(max_length=254, blank=True, validators=[validate_email])
+    buyer_phone = EncryptedTextField(max_length=20, blank=True)
 
     total_amount = money_field(_("total amount"), default=Decimal("0.00"))
     total_tax = money_field(_("total tax"), default=Decimal("0.00"))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeVar
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.invoices.choices import SPECIAL_KINDS, BuyerKind, InvoiceKind
@@ -121,6 +123,31 @@ def check_text(field_name: str, value: str, max_length: int, required: bool = Fa
             "forbidden_characters",
             _("Angle brackets (< >) and control characters are not allowed; remove them."),
         )
+    return value
+
+
+def check_email(field_name: str, value: str) -> str:
+    """Strip and check an optional email address, for the web form and the API alike.
+
+    The model field's validator runs only in `full_clean`, which the issuing path skips.
+
+    >>> check_email("buyer_email", " zhang@example.com ")
+    'zhang@example.com'
+    >>> check_email("buyer_email", "zhang@")
+    Traceback (most recent call last):
+    ...
+    piaotong.lib.errors.RuleViolation: ...
+    """
+    value = check_text(field_name, value, 254)
+    if value:
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise RuleViolation(
+                field_name,
+                "invalid_email",
+                _("Enter a valid email address, e.g. name@example.com."),
+            ) from None
     return value
 
 
@@ -233,6 +260,7 @@ def check_draft(draft: InvoiceDraft, taxpayer_kind: str) -> CheckedInvoice:
     collector.run(lambda: check_text("buyer_address", draft.buyer_address, 200))
     collector.run(lambda: check_text("buyer_bank", draft.buyer_bank, 200))
     collector.run(lambda: check_text("buyer_phone", draft.buyer_phone, 20))
+    collector.run(lambda: check_email("buyer_email", draft.buyer_email))
     collector.run(lambda: check_text("remarks", draft.remarks, 230))
     buyer_tax_id = collector.run(lambda: _check_buyer_tax_id(draft))
     facts = _check_lines(draft.lines, taxpayer_kind, collector)

@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from piaotong.backup import generate_key
+from piaotong.lib.fieldcrypto import generate_key_line
 
 KEY = generate_key()
+# Field keys are not in archives (docs/operations.md): every node of a test shares them, as an
+# operator restoring a node gives it the field keys kept beside the backup key.
+FIELD_KEYS = generate_key_line("test1")
 APPS = ["accounts", "invoices", "ledger", "exchange", "api"]
 Dump = dict[str, list[dict[str, Any]]]
 # Run inside the node: `dumpdata` of every model of our apps whose table exists there (a model
@@ -68,6 +72,7 @@ class Node:
             "PIAOTONG_VAR_DIR": str(self.root / "var"),
             "DATABASE_URL": self.database_url,
             "PIAOTONG_TESTING": "1",
+            "PIAOTONG_FIELD_KEYS": FIELD_KEYS,
         }
         if self.backup_key:
             env["PIAOTONG_BACKUP_KEY"] = self.backup_key
