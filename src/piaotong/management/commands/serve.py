@@ -8,6 +8,9 @@ from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from piaotong.ledger.keys import signing_key
 
 
 class Command(BaseCommand):
@@ -29,6 +32,10 @@ class Command(BaseCommand):
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        # The node's signing key exists, and is registered, before the first invoice is issued.
+        with transaction.atomic():
+            key = signing_key()
+        self.stdout.write(f"Signing key {key.algorithm} {key.key_id}")
         self.stdout.write(f"Piaotong listening on http://{options['bind']}/ (Ctrl-C to stop)")
         argv = [
             sys.executable,
