@@ -315,3 +315,20 @@ def test_it_replays_a_retry_whose_json_was_reserialised(client, org_b, token_a):
     assert first.status_code == retry.status_code == 201
     assert retry.json()["number"] == first.json()["number"]
     assert Invoice.objects.count() == 1
+
+
+def test_it_treats_sql_in_filters_as_text(client, org_b, token_a, token_b):
+    post(client, "/api/v1/invoices", body(), token_a)
+    for attack in ["' OR 1=1 --", "%' OR '1'='1", 'x"; DROP TABLE invoices_invoice; --']:
+        response = get(client, "/api/v1/invoices", token_a, buyer=attack, number=attack[:20])
+        assert response.status_code == 200
+        assert response.json()["count"] == 0
+    assert get(client, "/api/v1/invoices", token_a).json()["count"] == 1
+
+
+def test_it_refuses_to_issue_for_another_organisation_named_in_the_body(
+    client, org_a, org_b, token_b
+):
+    response = post(client, "/api/v1/invoices", body(seller_tax_id=org_a.tax_id), token_b)
+    assert response.status_code == 404
+    assert not Invoice.objects.exists()
