@@ -1,7 +1,8 @@
 """Shared fixtures and the personas that encode the permission model.
 
 Org A (北京测试科技) has a clerk, a reviewer, an auditor; org B (上海测试贸易) has its own clerk,
-the outsider of every access test.
+the outsider of every access test. The Beijing tax bureau (税务机关) has a tax officer who reviews
+registrations of region 11; the Shanghai bureau's officer reviews region 31 only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from piaotong.accounts.access import Actor, actor_for_user
 from piaotong.accounts.choices import Role, TaxpayerKind
 from piaotong.accounts.models import Organisation, User
 from piaotong.ledger.keys import node_key
-from piaotong.testing import make_org, make_user, stamp_forced_login
+from piaotong.testing import make_bureau, make_org, make_user, stamp_forced_login
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -83,3 +84,30 @@ def outsider(org_b: Organisation) -> User:
 @pytest.fixture
 def clerk_actor(clerk: User) -> Actor:
     return actor_for_user(clerk)
+
+
+@pytest.fixture
+def media_root(settings: Any, tmp_path: Any) -> Any:
+    """Uploaded files go to a fresh directory per test."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def beijing_bureau(db: Any) -> Organisation:
+    return make_bureau("国家税务总局北京市税务局", "110000", "00000BJ1")
+
+
+@pytest.fixture
+def shanghai_bureau(db: Any) -> Organisation:
+    return make_bureau("国家税务总局上海市税务局", "310000", "00000HP1")
+
+
+@pytest.fixture
+def tax_officer(beijing_bureau: Organisation) -> User:
+    return make_user("officer", beijing_bureau, Role.TAX_OFFICER)
+
+
+@pytest.fixture
+def shanghai_officer(shanghai_bureau: Organisation) -> User:
+    return make_user("sh.officer", shanghai_bureau, Role.TAX_OFFICER)

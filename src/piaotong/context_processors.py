@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from piaotong.accounts.access import actor_for_request
+from piaotong.accounts.access import actor_for_request, reviewing_regions
 from piaotong.accounts.permissions import Action
 
 
@@ -12,4 +12,10 @@ def navigation(request: HttpRequest) -> dict[str, dict[str, bool]]:
     actor = actor_for_request(request)
     if actor is None:
         return {"nav": {}}
-    return {"nav": {"audit_log": bool(actor.organisation_ids(Action.VIEW_AUDIT_LOG))}}
+    return {
+        "nav": {
+            "audit_log": bool(actor.organisation_ids(Action.VIEW_AUDIT_LOG)),
+            # Costs a query only for tax officers (no grant of the action, no query).
+            "registrations": bool(reviewing_regions(actor)),
+        }
+    }

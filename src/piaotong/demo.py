@@ -15,7 +15,7 @@ from django.conf import settings
 
 from piaotong.accounts.access import Actor, actor_for_user
 from piaotong.accounts.actions import do_create_user, do_grant_role, do_register_organisation
-from piaotong.accounts.choices import Role, TaxpayerKind
+from piaotong.accounts.choices import OrganisationKind, Role, TaxpayerKind
 from piaotong.accounts.models import Organisation, User
 from piaotong.invoices.actions import (
     do_approve_invoice,
@@ -41,9 +41,14 @@ class DemoOrg:
     org8: str
     kind: str = TaxpayerKind.GENERAL
     dual_review: bool = False
+    organisation_kind: str = OrganisationKind.TAXPAYER
 
     @property
     def tax_id(self) -> str:
+        # A tax bureau is a state organ (registering authority 1, kind 1); taxpayers are
+        # companies registered with the market regulator (9, 1).
+        if self.organisation_kind == OrganisationKind.TAX_BUREAU:
+            return compose_uscc("1", "1", self.area, self.org8)
         return compose_uscc("9", "1", self.area, self.org8)
 
 
@@ -53,6 +58,13 @@ ORGS = [
     DemoOrg("mingde", "北京明德咨询有限公司", "110101", "MA01MD03", dual_review=True),
     DemoOrg("pujiang", "上海浦江贸易有限公司", "310115", "MA1PJ004"),
     DemoOrg("lingnan", "广州岭南物流有限公司", "440106", "MA5LN005"),
+    DemoOrg(
+        "bureau",
+        "国家税务总局北京市税务局",
+        "110000",
+        "00000BJ1",
+        organisation_kind=OrganisationKind.TAX_BUREAU,
+    ),
 ]
 # username, organisation key, role, full name
 USERS = [
@@ -61,7 +73,7 @@ USERS = [
     ("finance", "yunfan", Role.FINANCE_MANAGER, "王财务"),
     ("auditor", "yunfan", Role.AUDITOR, "赵审计"),
     ("admin", "yunfan", Role.ORG_ADMIN, "钱管理"),
-    ("officer", "yunfan", Role.TAX_OFFICER, "孙税务"),
+    ("officer", "bureau", Role.TAX_OFFICER, "孙税务"),
     ("mingde.clerk", "mingde", Role.CLERK, "周开票"),
     ("mingde.reviewer", "mingde", Role.REVIEWER, "吴复核"),
     ("jinghua.clerk", "jinghua", Role.CLERK, "郑开票"),
@@ -86,6 +98,7 @@ def _ensure_org(actor: Actor, spec: DemoOrg) -> Organisation:
         bank_account="0200" + spec.org8[-4:].encode().hex()[:12],
         issuing_quota=Decimal("100000000.00"),
         requires_dual_review=spec.dual_review,
+        kind=spec.organisation_kind,
     )
 
 
@@ -151,11 +164,12 @@ def load_demo(
     orgs = {spec.key: _ensure_org(operator, spec) for spec in ORGS}
     users = {u[0]: _ensure_user(operator, u[0], orgs[u[1]], u[2], u[3]) for u in USERS}
     rng = random.Random(2026)
-    buyers = list(orgs.values())
+    buyers = [orgs[s.key] for s in ORGS if s.organisation_kind == OrganisationKind.TAXPAYER]
     issued = 0
     # Organisations of other regions are buyers here: their invoices are issued by their own
     # region's node, which owns the numbers of that region.
-    for spec in (s for s in ORGS if s.area[:2] == settings.PIAOTONG_REGION):
+    sellers = [s for s in ORGS if s.organisation_kind == OrganisationKind.TAXPAYER]
+    for spec in (s for s in sellers if s.area[:2] == settings.PIAOTONG_REGION):
         seller = orgs[spec.key]
         missing = (
             invoices_per_org - Invoice.objects.filter(seller=seller, number__isnull=False).count()

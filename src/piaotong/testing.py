@@ -18,7 +18,7 @@ from piaotong.accounts.actions import (
     do_grant_role,
     do_register_organisation,
 )
-from piaotong.accounts.choices import Role
+from piaotong.accounts.choices import OrganisationKind, Role
 from piaotong.accounts.models import Organisation, TotpDevice, User
 from piaotong.accounts.twofactor import MANDATORY_ROLES, has_confirmed_device
 from piaotong.invoices.choices import InvoiceKind
@@ -33,6 +33,17 @@ OPERATOR = Actor()
 def make_org(name: str, area: str, org8: str, **extra: Any) -> Organisation:
     return do_register_organisation(
         OPERATOR, name=name, tax_id=compose_uscc("9", "1", area, org8), region=area[:2], **extra
+    )
+
+
+def make_bureau(name: str, area: str, org8: str) -> Organisation:
+    """A tax bureau (税务机关): a state organ, so its USCC starts with 11."""
+    return do_register_organisation(
+        OPERATOR,
+        name=name,
+        tax_id=compose_uscc("1", "1", area, org8),
+        region=area[:2],
+        kind=OrganisationKind.TAX_BUREAU,
     )
 
 

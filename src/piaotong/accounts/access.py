@@ -11,10 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from piaotong.accounts.choices import ApiScope, Role
-from piaotong.accounts.models import ApiKey, Organisation, User
+from piaotong.accounts.choices import ApiScope, OrganisationKind, OrganisationStatus, Role
+from piaotong.accounts.models import ApiKey, Organisation, QualificationDocument, User
 from piaotong.accounts.permissions import Action, role_allows
 
 API_SCOPE_ACTIONS: dict[ApiScope, frozenset[Action]] = {
@@ -99,3 +100,53 @@ def get_organisation_for_actor(actor: Actor, organisation_id: int, action: Actio
     if not actor.can(action, organisation_id):
         raise Http404("No such organisation")
     return Organisation.objects.get(pk=organisation_id)
+
+
+# --- Registration review (税务机关审核) ---------------------------------------------------------
+
+
+def reviewing_regions(actor: Actor) -> set[str]:
+    """Regions whose registrations the actor reviews: those of the approved tax bureaus where
+    they hold a role allowing it. The same role in a taxpayer's organisation reviews nothing."""
+    bureau_ids = actor.organisation_ids(Action.REVIEW_REGISTRATION)
+    if actor.user is None or not bureau_ids:
+        return set()
+    return set(
+        Organisation.objects.filter(
+            pk__in=bureau_ids,
+            kind=OrganisationKind.TAX_BUREAU,
+            status=OrganisationStatus.APPROVED,
+        ).values_list("region", flat=True)
+    )
+
+
+def registrations_for_actor(actor: Actor) -> QuerySet[Organisation]:
+    """Taxpayers of the actor's review regions, except organisations the actor belongs to."""
+    regions = reviewing_regions(actor)
+    if not regions:
+        return Organisation.objects.none()
+    return Organisation.objects.filter(kind=OrganisationKind.TAXPAYER, region__in=regions).exclude(
+        memberships__user=actor.user
+    )
+
+
+def get_registration_for_actor(actor: Actor, organisation_id: int) -> Organisation:
+    """An organisation whose registration the actor reviews; otherwise 404."""
+    found = registrations_for_actor(actor).filter(pk=organisation_id).first()
+    if found is None:
+        raise Http404("No such registration")
+    return found
+
+
+def get_document_for_actor(actor: Actor, document_id: int) -> QualificationDocument:
+    """A qualification document of a registration the actor reviews; otherwise 404."""
+    found = (
+        QualificationDocument.objects.filter(
+            pk=document_id, organisation__in=registrations_for_actor(actor)
+        )
+        .select_related("organisation")
+        .first()
+    )
+    if found is None:
+        raise Http404("No such document")
+    return found

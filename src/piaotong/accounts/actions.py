@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts import throttle, twofactor
 from piaotong.accounts.access import Actor
-from piaotong.accounts.choices import ApiScope, Role, TaxpayerKind
+from piaotong.accounts.choices import ApiScope, OrganisationKind, Role, TaxpayerKind
 from piaotong.accounts.models import (
     ApiKey,
     Membership,
@@ -48,7 +48,10 @@ def do_register_organisation(
     bank_account: str = "",
     issuing_quota: Decimal | None = None,
     requires_dual_review: bool = False,
+    kind: str = OrganisationKind.TAXPAYER,
 ) -> Organisation:
+    """Register an approved organisation directly: the operator's bootstrap path (demo, tests,
+    tax bureaus). Taxpayers apply through `accounts.registration.do_apply_for_registration`."""
     organisation = Organisation(
         name=name.strip(),
         tax_id=tax_id,
@@ -59,6 +62,7 @@ def do_register_organisation(
         bank_name=bank_name,
         bank_account=bank_account,
         requires_dual_review=requires_dual_review,
+        kind=kind,
     )
     if issuing_quota is not None:
         organisation.issuing_quota = issuing_quota

@@ -9,6 +9,21 @@ class TaxpayerKind(models.TextChoices):
     SMALL_SCALE = "small_scale", _("Small-scale taxpayer (小规模纳税人)")
 
 
+class OrganisationKind(models.TextChoices):
+    """A taxpayer issues and receives invoices; a tax bureau (税务机关) supervises taxpayers."""
+
+    TAXPAYER = "taxpayer", _("Taxpayer (纳税人)")
+    TAX_BUREAU = "tax_bureau", _("Tax bureau (税务机关)")
+
+
+class OrganisationStatus(models.TextChoices):
+    """Where an organisation's registration (注册申请) stands; only approved ones issue."""
+
+    PENDING = "pending", _("Awaiting review (待审核)")
+    APPROVED = "approved", _("Approved (已通过)")
+    REJECTED = "rejected", _("Rejected (已驳回)")
+
+
 class Role(models.TextChoices):
     """Roles a user holds within one organisation. Least privilege: each grants only its duty."""
 

@@ -14,6 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from piaotong.accounts.choices import (
     ROLE_CHANGE_TRANSITIONS,
     ApiScope,
+    OrganisationKind,
+    OrganisationStatus,
     Role,
     RoleChange,
     RoleChangeStatus,
@@ -37,7 +39,10 @@ class Organisation(models.Model):
 
     Invariants: `tax_id` is a valid 统一社会信用代码 and unique; `region` is the two-digit
     provincial region whose tax bureau the taxpayer belongs to; `issuing_quota` (授信额度) is the
-    monthly ceiling of pre-tax amounts it may issue.
+    monthly ceiling of pre-tax amounts it may issue. Only an `approved` organisation issues or
+    drafts; an application (注册申请) starts `pending` and a tax officer of a bureau of the same
+    region decides it once (`accounts.registration`), naming themself in `reviewed_by` with
+    `reviewed_at`; a rejection always carries its reason in `review_note`.
     """
 
     name = models.CharField(_("name"), max_length=200)
@@ -64,6 +69,23 @@ class Organisation(models.Model):
         default=False,
         help_text=_("Every draft must be approved by a second user with the reviewer role."),
     )
+    kind = models.CharField(
+        _("organisation kind"),
+        max_length=20,
+        choices=OrganisationKind.choices,
+        default=OrganisationKind.TAXPAYER,
+    )
+    status = models.CharField(
+        _("registration status"),
+        max_length=10,
+        choices=OrganisationStatus.choices,
+        default=OrganisationStatus.APPROVED,
+    )
+    review_note = models.TextField(_("review note"), max_length=500, blank=True)
+    reviewed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -89,6 +111,56 @@ class Organisation(models.Model):
     @property
     def is_small_scale(self) -> bool:
         return self.taxpayer_kind == TaxpayerKind.SMALL_SCALE
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == OrganisationStatus.APPROVED
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == OrganisationStatus.PENDING
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.status == OrganisationStatus.REJECTED
+
+    @property
+    def is_tax_bureau(self) -> bool:
+        return self.kind == OrganisationKind.TAX_BUREAU
+
+
+def qualification_path(instance: QualificationDocument, filename: str) -> str:
+    """A random stored name: nothing the applicant typed reaches the file system."""
+    suffix = filename.rsplit(".", 1)[-1] if "." in filename else "bin"
+    return f"qualifications/{secrets.token_hex(16)}.{suffix}"
+
+
+class QualificationDocument(models.Model):
+    """One qualification document (资质证明) of an organisation's registration application.
+
+    Invariants: `content_type` was detected from the file's first bytes (PDF, PNG or JPEG), never
+    taken from the browser or the name; `sha256` and `size` describe the stored bytes; the file
+    is stored under a random name in the default storage (MEDIA_ROOT), which is not served: only
+    the reviewing officer downloads it, through a view that checks their authority.
+    """
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="documents"
+    )
+    original_name = models.CharField(_("file name"), max_length=255)
+    file = models.FileField(upload_to=qualification_path, max_length=200)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField(_("size"))
+    content_type = models.CharField(_("file type"), max_length=40)
+    uploaded_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["organisation", "pk"]
+        verbose_name = _("qualification document")
+
+    def __str__(self) -> str:
+        return f"{self.original_name} · {self.organisation_id}"
 
 
 class Membership(models.Model):
@@ -209,6 +281,7 @@ class RecoveryCode(models.Model):
 class ThrottleScope(models.TextChoices):
     USERNAME = "username", _("username")
     IP = "ip", _("IP address")
+    REGISTRATION = "register", _("registration applications per IP address")
 
 
 class LoginThrottle(models.Model):

@@ -20,6 +20,9 @@ class Action(StrEnum):
     APPROVE_ROLE_CHANGE = "approve_role_change"
     VIEW_ACCESS_REVIEW = "view_access_review"
     VIEW_AUDIT_LOG = "view_audit_log"
+    # Granted per organisation like the others, but effective only in a tax bureau, and only
+    # over taxpayers of the bureau's region (`accounts.registration.reviewing_regions`).
+    REVIEW_REGISTRATION = "review_registration"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
@@ -40,7 +43,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.VIEW_AUDIT_LOG,
         }
     ),
-    Role.TAX_OFFICER: frozenset({Action.VIEW_INVOICES}),
+    Role.TAX_OFFICER: frozenset({Action.VIEW_INVOICES, Action.REVIEW_REGISTRATION}),
 }
 
 

@@ -47,17 +47,23 @@ def is_locked(state: ThrottleState | None, now: datetime) -> bool:
     return state is not None and state.locked_until is not None and now < state.locked_until
 
 
-def after_failure(state: ThrottleState | None, now: datetime, limit: int) -> ThrottleState:
+def after_failure(
+    state: ThrottleState | None,
+    now: datetime,
+    limit: int,
+    window: timedelta = WINDOW,
+    cool_off: timedelta = COOL_OFF,
+) -> ThrottleState:
     """The state after one more failure at `now`.
 
     A window that has run out starts afresh; reaching `limit` locks the key for the cool-off
     and empties the count, so after the cool-off the next `limit` failures are allowed again.
     """
-    if state is None or now - state.window_started_at >= WINDOW:
+    if state is None or now - state.window_started_at >= window:
         state = ThrottleState(failures=0, window_started_at=now)
     failures = state.failures + 1
     if failures >= limit:
-        return ThrottleState(failures=0, window_started_at=now, locked_until=now + COOL_OFF)
+        return ThrottleState(failures=0, window_started_at=now, locked_until=now + cool_off)
     return ThrottleState(failures, state.window_started_at, state.locked_until)
 
 
@@ -134,3 +140,37 @@ def _state(row: LoginThrottle) -> ThrottleState | None:
     if row.failures == 0 and row.locked_until is None:
         return None
     return ThrottleState(row.failures, row.window_started_at, row.locked_until)
+
+
+# Registration applications (注册申请) from one IP address: each stores documents, so five per
+# hour, then the address waits an hour. Counted like failures, on the same table.
+REGISTRATION_LIMIT = 5
+REGISTRATION_WINDOW = timedelta(hours=1)
+
+
+def registration_locked_until(ip: str, now: datetime) -> datetime | None:
+    """When the IP address may apply again; None if it may apply now."""
+    if not ip:
+        return None
+    row = LoginThrottle.objects.filter(scope=ThrottleScope.REGISTRATION, key=ip).first()
+    if row is None or not is_locked(_state(row), now):
+        return None
+    return row.locked_until
+
+
+def record_registration(ip: str, now: datetime) -> None:
+    """Count one application from the IP address (inside the application's transaction)."""
+    assert transaction.get_connection().in_atomic_block
+    if not ip:
+        return
+    scope = ThrottleScope.REGISTRATION
+    LoginThrottle.objects.bulk_create(
+        [LoginThrottle(scope=scope, key=ip, window_started_at=now)], ignore_conflicts=True
+    )
+    row = LoginThrottle.objects.select_for_update().get(scope=scope, key=ip)
+    state = after_failure(
+        _state(row), now, REGISTRATION_LIMIT, REGISTRATION_WINDOW, REGISTRATION_WINDOW
+    )
+    row.failures, row.window_started_at = state.failures, state.window_started_at
+    row.locked_until = state.locked_until
+    row.save(update_fields=["failures", "window_started_at", "locked_until"])

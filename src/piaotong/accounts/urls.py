@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from piaotong.accounts import views, views_roles
+from piaotong.accounts import views, views_registration, views_roles
 
 app_name = "accounts"
 urlpatterns = [
@@ -13,6 +13,30 @@ urlpatterns = [
     path("two-factor/setup/", views.totp_setup, name="totp_setup"),
     path("two-factor/recovery-codes/", views.recovery_codes, name="recovery_codes"),
     path("two-factor/disable/", views.totp_disable, name="totp_disable"),
+    # Registration of organisations and its review by the tax authority.
+    path("register/", views_registration.register, name="register"),
+    path("register/done/", views_registration.register_done, name="register_done"),
+    path("registrations/", views_registration.registrations, name="registrations"),
+    path(
+        "registrations/<int:organisation_id>/",
+        views_registration.registration_detail,
+        name="registration_detail",
+    ),
+    path(
+        "registrations/<int:organisation_id>/approve/",
+        views_registration.registration_approve,
+        name="registration_approve",
+    ),
+    path(
+        "registrations/<int:organisation_id>/reject/",
+        views_registration.registration_reject,
+        name="registration_reject",
+    ),
+    path(
+        "registrations/documents/<int:document_id>/",
+        views_registration.registration_document,
+        name="registration_document",
+    ),
     # Permission changes under maker-checker and the periodic access review.
     path("roles/", views_roles.roles_home, name="roles"),
     path("roles/<int:organisation_id>/", views_roles.role_requests_pending, name="role_requests"),

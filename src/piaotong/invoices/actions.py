@@ -74,6 +74,28 @@ def _require_home_node(seller: Organisation) -> None:
         )
 
 
+def _require_approved(seller: Organisation) -> None:
+    """Only an organisation whose registration the tax bureau approved drafts or issues."""
+    if seller.is_pending:
+        raise RuleViolation(
+            "seller",
+            "organisation_not_approved",
+            _(
+                "%(name)s cannot draft or issue invoices yet: its registration awaits the tax bureau's review."
+            ),
+            {"name": seller.name},
+        )
+    if not seller.is_approved:
+        raise RuleViolation(
+            "seller",
+            "organisation_not_approved",
+            _(
+                "%(name)s cannot draft or issue invoices: the tax bureau rejected its registration (%(reason)s)."
+            ),
+            {"name": seller.name, "reason": seller.review_note},
+        )
+
+
 def _status_error(invoice: Invoice, wanted: str) -> RuleViolation:
     return RuleViolation(
         "status",
@@ -153,6 +175,7 @@ def do_create_draft(
     """
     _require(actor, Action.DRAFT_INVOICE, seller)
     _require_home_node(seller)
+    _require_approved(seller)
     checked = check_draft(draft, seller.taxpayer_kind)
     with transaction.atomic():
         invoice = _build_invoice(actor, seller, checked, _registered_buyers([checked]))
@@ -181,6 +204,7 @@ def do_update_draft(
 ) -> Invoice:
     """Replace a draft's content (a rejected draft is corrected this way); the seller stays."""
     _require(actor, Action.DRAFT_INVOICE, invoice.seller)
+    _require_approved(invoice.seller)
     checked = check_draft(draft, invoice.seller.taxpayer_kind)
     with transaction.atomic():
         invoice = _locked(invoice)
@@ -234,6 +258,7 @@ def _check_reviewer(actor: Actor, invoice: Invoice) -> None:
 def do_approve_invoice(actor: Actor, invoice: Invoice) -> Invoice:
     """Approve a draft under dual review, which issues it (复核通过即开具)."""
     _check_reviewer(actor, invoice)
+    _require_approved(invoice.seller)
     with transaction.atomic():
         invoice = _locked(invoice)
         if invoice.status != InvoiceStatus.PENDING_REVIEW:
@@ -278,6 +303,7 @@ def _refuse_without_review(seller: Organisation) -> None:
 def do_issue_invoice(actor: Actor, invoice: Invoice) -> Invoice:
     """Issue a saved draft (开具) when the organisation does not require dual review."""
     _require(actor, Action.ISSUE_INVOICE, invoice.seller)
+    _require_approved(invoice.seller)
     _refuse_without_review(invoice.seller)
     with transaction.atomic():
         invoice = _locked(invoice)
@@ -298,6 +324,7 @@ def do_issue_invoices(
     """Issue many invoices all-or-nothing (批量开具): every draft is checked before any is written."""
     _require(actor, Action.ISSUE_INVOICE, seller)
     _require_home_node(seller)
+    _require_approved(seller)
     _refuse_without_review(seller)
     checked, errors = [], {}
     for index, draft in enumerate(drafts):
