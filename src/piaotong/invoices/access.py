@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 
-from piaotong.accounts.access import Actor
+from piaotong.accounts.access import Actor, reviewing_regions
 from piaotong.accounts.models import Organisation
 from piaotong.accounts.permissions import Action
 from piaotong.invoices.models import Invoice, InvoiceQuerySet
@@ -17,11 +17,17 @@ from piaotong.lib.errors import RuleViolation
 
 
 def visible_invoices(actor: Actor) -> InvoiceQuerySet:
-    """Invoices where one of the actor's organisations is seller or buyer; buyers never see drafts."""
+    """Invoices where one of the actor's organisations is seller or buyer; buyers never see drafts.
+
+    A tax officer of a tax bureau (税务机关) also reads every issued invoice whose seller is in
+    the bureau's region: the authority side's cross-organisation read. Drafts stay private.
+    """
     org_ids = actor.organisation_ids(Action.VIEW_INVOICES)
-    return Invoice.objects.filter(
-        Q(seller_id__in=org_ids) | (Q(buyer_id__in=org_ids) & Q(number__isnull=False))
-    )
+    visible = Q(seller_id__in=org_ids) | (Q(buyer_id__in=org_ids) & Q(number__isnull=False))
+    regions = reviewing_regions(actor)
+    if regions:
+        visible |= Q(number__isnull=False, seller__region__in=regions)
+    return Invoice.objects.filter(visible)
 
 
 def get_invoice_for_actor(actor: Actor, ref: str) -> Invoice:
