@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/issue.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/export.py
 
 clean:
 	rm -rf $(VENV) var

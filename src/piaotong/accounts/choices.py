@@ -71,3 +71,26 @@ ROLE_CHANGE_TRANSITIONS: dict[RoleChangeStatus, frozenset[RoleChangeStatus]] = {
 ORGANISATION_ROLES: frozenset[Role] = frozenset(
     {Role.CLERK, Role.REVIEWER, Role.FINANCE_MANAGER, Role.AUDITOR, Role.ORG_ADMIN}
 )
+
+
+class InvitationStatus(models.TextChoices):
+    """Where an invitation (邀请) stands: approved means the acceptance link was issued."""
+
+    PENDING = "pending", _("Pending approval")
+    APPROVED = "approved", _("Approved: link issued")
+    ACCEPTED = "accepted", _("Accepted")
+    REJECTED = "rejected", _("Rejected")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+    EXPIRED = "expired", _("Expired")
+
+
+INVITATION_TRANSITIONS: dict[InvitationStatus, frozenset[InvitationStatus]] = {
+    InvitationStatus.PENDING: frozenset(
+        {InvitationStatus.APPROVED, InvitationStatus.REJECTED, InvitationStatus.WITHDRAWN}
+    ),
+    InvitationStatus.APPROVED: frozenset({InvitationStatus.ACCEPTED, InvitationStatus.EXPIRED}),
+    InvitationStatus.ACCEPTED: frozenset(),
+    InvitationStatus.REJECTED: frozenset(),
+    InvitationStatus.WITHDRAWN: frozenset(),
+    InvitationStatus.EXPIRED: frozenset(),
+}

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.choices import (
+    INVITATION_TRANSITIONS,
     ROLE_CHANGE_TRANSITIONS,
     ApiScope,
+    InvitationStatus,
     OrganisationKind,
     OrganisationStatus,
     Role,
@@ -282,6 +286,7 @@ class ThrottleScope(models.TextChoices):
     USERNAME = "username", _("username")
     IP = "ip", _("IP address")
     REGISTRATION = "register", _("registration applications per IP address")
+    INVITATION = "invite", _("invitation acceptances per IP address")
 
 
 class LoginThrottle(models.Model):
@@ -406,3 +411,112 @@ class RoleChangeRequest(models.Model):
     def concerns(self, user: User) -> bool:
         """Whether `user` is the person whose role would change."""
         return self.user_id == user.pk
+
+
+# --- Invitations ---
+# Terms: an invitation (邀请) asks a person without an account to join an organisation in one
+# role; its acceptance link (邀请链接) carries a one-time token; accepting (接受邀请) creates the
+# login and the membership.
+
+
+def hash_invitation_token(token: str) -> str:
+    # Tokens are 256-bit random values, so a plain SHA-256 stores them safely (as API secrets).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Invitation(models.Model):
+    """An invitation of a new user to one role of one organisation, under maker-checker.
+
+    Invariants: `role` is one of `ORGANISATION_ROLES` (checked by the actions); `reason` is
+    never blank; `decided_by` is never `requested_by` (no self-approval); at most one open
+    (pending or approved) invitation per (organisation, email); a decision is final
+    (`INVITATION_TRANSITIONS`). Approval stores only `token_hash`, the SHA-256 of a 256-bit
+    random token, and `expires_at`; the token itself is shown once to the approver and never
+    stored, logged or audited. An accepted invitation names the user it created and when.
+    """
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="invitations"
+    )
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    email = models.EmailField(_("email"))
+    full_name = models.CharField(_("full name"), max_length=150)
+    reason = models.TextField(_("reason"), max_length=500)
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(_("requested at"), auto_now_add=True)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=InvitationStatus.choices,
+        default=InvitationStatus.PENDING,
+    )
+    decided_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.TextField(_("decision note"), max_length=500, blank=True)
+    token_hash = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    accepted_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = _("invitation")
+        indexes = [models.Index(fields=["organisation", "status"], name="invitation_org_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "email"],
+                condition=models.Q(
+                    status__in=[InvitationStatus.PENDING, InvitationStatus.APPROVED]
+                ),
+                name="invitation_one_open",
+            ),
+            models.UniqueConstraint(
+                fields=["token_hash"],
+                condition=~models.Q(token_hash=""),
+                name="invitation_token_unique",
+            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="invitation_reason_given"),
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | ~models.Q(decided_by=models.F("requested_by")),
+                name="invitation_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(
+                    status__in=[InvitationStatus.APPROVED, InvitationStatus.ACCEPTED]
+                )
+                | models.Q(decided_by__isnull=False, expires_at__isnull=False)
+                & ~models.Q(token_hash=""),
+                name="invitation_link_issued",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=InvitationStatus.ACCEPTED)
+                | models.Q(accepted_user__isnull=False, accepted_at__isnull=False),
+                name="invitation_acceptance_recorded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} · {self.get_role_display()} · {self.organisation_id}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == InvitationStatus.PENDING
+
+    def can_transition_to(self, status: InvitationStatus) -> bool:
+        return status in INVITATION_TRANSITIONS[InvitationStatus(self.status)]
+
+    def is_requested_by(self, user: User) -> bool:
+        return self.requested_by_id == user.pk
+
+    def has_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    @property
+    def is_link_lapsed(self) -> bool:
+        """An issued link whose seven days have passed without acceptance."""
+        return self.status == InvitationStatus.APPROVED and self.has_expired(timezone.now())

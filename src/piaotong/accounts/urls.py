@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from piaotong.accounts import views, views_registration, views_roles
+from piaotong.accounts import views, views_invitations, views_registration, views_roles
 
 app_name = "accounts"
 urlpatterns = [
@@ -71,5 +71,31 @@ urlpatterns = [
         "roles/requests/<int:pk>/withdraw/",
         views_roles.role_request_withdraw,
         name="role_request_withdraw",
+    ),
+    # Invitations of new users, under the same maker-checker, and their public acceptance.
+    path(
+        "roles/<int:organisation_id>/invitations/",
+        views_invitations.invitations_page,
+        name="invitations",
+    ),
+    path(
+        "invitations/<int:pk>/approve/",
+        views_invitations.invitation_approve,
+        name="invitation_approve",
+    ),
+    path(
+        "invitations/<int:pk>/reject/",
+        views_invitations.invitation_reject,
+        name="invitation_reject",
+    ),
+    path(
+        "invitations/<int:pk>/withdraw/",
+        views_invitations.invitation_withdraw,
+        name="invitation_withdraw",
+    ),
+    path(
+        "invitations/accept/<str:token>/",
+        views_invitations.invitation_accept,
+        name="invitation_accept",
     ),
 ]

@@ -477,3 +477,19 @@ def _buyer_region(invoice: Invoice) -> str:
         return invoice.buyer.region
     region = region_for_uscc(invoice.buyer_tax_id) if len(invoice.buyer_tax_id) == 18 else None
     return region.code if region else ""
+
+
+def do_record_invoice_export(
+    actor: Actor, organisation_ids: Sequence[int | None], filters: dict[str, str], rows: int
+) -> None:
+    """An export of invoices is audited once per organisation whose invoices it may contain,
+    or once node-wide (no organisation) for a tax officer's or the operator's export."""
+    details = {"filters": filters, "rows": rows}
+    with transaction.atomic():
+        record_audits(
+            actor,
+            [
+                ("invoice.exported", "invoices", org, details)
+                for org in (organisation_ids or [None])
+            ],
+        )

@@ -6,6 +6,7 @@ app_name = "invoices"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("invoices/", views.invoice_list, name="list"),
+    path("invoices/export.xlsx", views.export_invoices, name="export"),
     path("invoices/new/", views.new_invoice, name="new"),
     path("invoices/new/preview/", views.preview, name="preview"),
     path("invoices/new/line/", views.add_line, name="add_line"),

@@ -8,6 +8,7 @@ works as plain HTML forms without JavaScript.
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ from decimal import Decimal
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +40,7 @@ from piaotong.accounts.permissions import Action
 from piaotong.invoices import actions
 from piaotong.invoices.access import get_invoice_for_actor, visible_invoices
 from piaotong.invoices.choices import InvoiceStatus
+from piaotong.invoices.export import write_invoices_xlsx
 from piaotong.invoices.forms import (
     LINE_PREFIX,
     LINES_PREFIX,
@@ -63,13 +67,13 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def login_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Django's login_required, except that an htmx request from an expired session reloads the
     page (which then goes to the login form) instead of swapping the login form into a panel."""
     guarded = django_login_required(view)
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated and request.headers.get("HX-Request") == "true":
             return HttpResponseClientRefresh()
         return guarded(request, *args, **kwargs)
@@ -444,6 +448,37 @@ def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
         response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@login_required
+@require_GET
+def export_invoices(request: HttpRequest) -> FileResponse:
+    """The filtered list as an Excel workbook, built in a temporary file and then streamed.
+
+    The browser's download progress is the progress indicator; exports are audited once per
+    organisation whose invoices the actor may view.
+    """
+    actor = _actor(request)
+    filters = ListFilterForm(request.GET).filters()
+    invoices = filter_invoices(visible_invoices(actor), **filters)
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # Not a context manager: FileResponse closes (and so deletes) the file once it is sent.
+    output = tempfile.TemporaryFile(dir=settings.VAR_DIR)  # noqa: SIM115
+    rows = write_invoices_xlsx(invoices, output)
+    actions.do_record_invoice_export(
+        actor,
+        actor.organisation_ids(Action.VIEW_INVOICES),
+        {name: str(value) for name, value in filters.items()},
+        rows,
+    )
+    output.seek(0)
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+    return FileResponse(
+        output, as_attachment=True, filename=f"invoices-{stamp}.xlsx", content_type=XLSX
+    )
 
 
 @login_required

@@ -106,3 +106,22 @@ def test_it_creates_and_revokes_api_keys(org_a):
     assert actor_for_token(token) is None
     with pytest.raises(CommandError, match="Unknown scopes"):
         run("apikey", "create", "--org", org_a.tax_id, "--name", "x", "--scopes", "root")
+
+
+def test_it_exports_invoices_to_excel_and_audits_it(tmp_path, org_a, org_b):
+    from openpyxl import load_workbook
+
+    from piaotong.ledger.models import AuditEntry
+
+    path = tmp_path / "invoices.json"
+    invoices = {"seller_tax_id": org_a.tax_id, "invoices": [invoice_json(org_b)] * 2}
+    path.write_text(json.dumps(invoices), encoding="utf-8")
+    run("issue", "--from-json", str(path))
+    output = tmp_path / "out.xlsx"
+    out = run("invoices", "export", "--output", str(output), "--seller", org_a.tax_id)
+    assert "2 invoices exported" in out
+    sheet = load_workbook(output, read_only=True)["发票"]
+    assert len(list(sheet.iter_rows(min_row=2))) == 2
+    entry = AuditEntry.objects.get(action="invoice.exported")
+    assert entry.organisation_id == org_a.pk
+    assert entry.details["rows"] == 2
