@@ -7,7 +7,8 @@ Terms:
                          runs: SQLite's online backup API, or `pg_dump` of one exported snapshot.
   manifest (清单)        `manifest.json`, the archive's first member: what it holds, and the facts
                          (row counts, chain heads, migrations) a restore is checked against.
-  member (成员)          one file inside the archive: the manifest, the database, a signing key.
+  member (成员)          one file inside the archive: the manifest, the database, a signing key,
+                         an uploaded file under MEDIA_ROOT (`media/<relative path>`).
   backup key (备份密钥)  PIAOTONG_BACKUP_KEY, base64 of 32 random bytes, kept apart from backups.
   key id                 16 hex digits derived from a backup key by HKDF: it names the key an
                          archive needs without revealing the key.
@@ -15,7 +16,7 @@ Terms:
 Modules, one concept each:
   archive    the `.ptbk` format: header, chunked encryption, checksum file
   keys       backup keys and key ids
-  snapshot   taking a backup: database snapshot, signing keys and manifest, written as an archive
+  snapshot   taking a backup: database snapshot, signing keys, media and manifest, as an archive
   restore    verifying an archive before touching anything, restoring, comparing afterwards
   manifest   what the manifest holds, written and read back
   facts      facts about a database: row counts, chain heads, migrations, an empty node

@@ -1,10 +1,10 @@
 """The archive (备份文件): the `.ptbk` container format, read and written as a stream.
 
-Archive format, version 1 (integers big-endian):
+Archive format, version 2 (integers big-endian):
 
   header, 61 bytes, authenticated as associated data of every chunk
      0  magic         8  b"PTBK\\r\\n\\x1a\\n" (like PNG's: text-mode copies are detected)
-     8  version       1  1
+     8  version       1  2 (1 is still read)
      9  cipher        1  0 = none (--unencrypted), 1 = AES-256-GCM in chunks
     10  chunk size    4  plaintext bytes per chunk (1 MiB); 0 when not encrypted
     14  key id        8  zero when not encrypted
@@ -18,7 +18,15 @@ Archive format, version 1 (integers big-endian):
               last holds 0..chunk size bytes and is sealed with last flag 1.
   payload: a gzip-compressed tar stream of, in order: manifest.json, the database
   (database.sqlite3, or database.pgdump in pg_dump's custom format), keys/<file> for each
-  file of PIAOTONG_KEY_DIR.
+  file of PIAOTONG_KEY_DIR, then media/<relative path> for every file under MEDIA_ROOT (uploaded
+  qualification documents), each streamed from disk.
+
+Versions: version 2 added the media members and the manifest's "media" section (a count and
+each file's size and SHA-256, keyed by its path relative to MEDIA_ROOT). Version 1 archives
+(no media members, no "media" section) are still read and restored; they leave MEDIA_ROOT as
+it is. The header layout and the key derivation are unchanged between the two versions. A
+Piaotong that reads only version 1 refuses a version 2 archive by its header, rather than
+silently restoring it without its documents.
 
 Why chunks: an archive may be gigabytes and both ends stream it in bounded memory, but GCM
 authenticates only whole messages. This construction (STREAM, Hoang, Reyhanitabar, Rogaway and
@@ -49,7 +57,8 @@ from piaotong.backup.keys import KEY_ENV, hkdf, key_id
 from piaotong.backup.reporting import BackupError, Progress, human_size
 
 MAGIC = b"PTBK\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CIPHER_NONE = 0
 CIPHER_AES_256_GCM = 1
 CHUNK_SIZE = 1 << 20
@@ -59,6 +68,7 @@ TAG_SIZE = 16
 MANIFEST = "manifest.json"
 DATABASE_MEMBERS = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
 KEYS = "keys"
+MEDIA = "media"
 PROGRESS_STEP = 64 << 20
 
 
@@ -98,10 +108,11 @@ class Header:
         if len(data) < HEADER_SIZE:
             raise BackupError("the archive is truncated: its header is incomplete")
         _, version, cipher, chunk_size, kid, salt, prefix = _HEADER.unpack(data[:HEADER_SIZE])
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise BackupError(
-                f"archive format version {version} is unknown here (this Piaotong reads version "
-                f"{FORMAT_VERSION}): restore it with the Piaotong release that wrote it"
+                f"archive format version {version} is unknown here (this Piaotong reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}): restore it with the Piaotong release "
+                "that wrote it"
             )
         encrypted_ok = cipher == CIPHER_AES_256_GCM and 0 < chunk_size <= MAX_CHUNK_SIZE
         if not (encrypted_ok or cipher == CIPHER_NONE):
@@ -294,3 +305,29 @@ def verify_checksum(path: Path, progress: Progress) -> str:
             "the archive was altered, truncated or damaged in transit"
         )
     return str(actual)
+
+
+# ---- media member names -----------------------------------------------------------------------
+
+
+def media_relative(relative: str) -> str:
+    """A media file's path relative to MEDIA_ROOT, checked: nothing it names escapes MEDIA_ROOT.
+
+    >>> media_relative("qualifications/ab.pdf")
+    'qualifications/ab.pdf'
+    >>> media_relative("../evil")
+    Traceback (most recent call last):
+    ...
+    piaotong.backup.reporting.BackupError: media path '../evil' is not a plain relative path
+    """
+    parts = relative.split("/")
+    plain = (
+        relative != ""
+        and not relative.startswith("/")
+        and "\\" not in relative
+        and "\x00" not in relative
+        and all(part not in {"", ".", ".."} for part in parts)
+    )
+    if not plain:
+        raise BackupError(f"media path {relative!r} is not a plain relative path")
+    return relative

@@ -20,6 +20,8 @@ from piaotong.backup.archive import (
     FORMAT_VERSION,
     MANIFEST,
     MAX_CHUNK_SIZE,
+    MEDIA,
+    READABLE_VERSIONS,
     file_digest,
 )
 from piaotong.backup.facts import DatabaseFacts
@@ -28,8 +30,13 @@ from piaotong.ledger.models import AuditEntry, LedgerEvent
 
 
 def build_manifest(
-    vendor: str, facts: DatabaseFacts, members: dict[str, Path], created_at: datetime
+    vendor: str,
+    facts: DatabaseFacts,
+    members: dict[str, Path],
+    media: dict[str, dict[str, Any]],
+    created_at: datetime,
 ) -> dict[str, Any]:
+    """`media`: each file under MEDIA_ROOT, by relative path, with its size and SHA-256."""
     return {
         "format": "piaotong-backup",
         "format_version": FORMAT_VERSION,
@@ -49,6 +56,7 @@ def build_manifest(
             "chain_heads": facts.chain_heads,
         },
         "members": {name: file_digest(path) for name, path in members.items()},
+        "media": {"count": len(media), "files": media},
     }
 
 
@@ -61,9 +69,12 @@ def read_manifest(member: tarfile.TarInfo, data: IO[bytes]) -> dict[str, Any]:
         raise BackupError("the archive's manifest is not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "piaotong-backup":
         raise BackupError("the archive's manifest is not a Piaotong backup manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BackupError(f"manifest format version {manifest.get('format_version')} is unknown")
+    version = manifest.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise BackupError(f"manifest format version {version} is unknown")
     missing = sorted(_MANIFEST_KEYS - manifest.keys())
+    if version >= 2:
+        missing += _media_problems(manifest.get("media"))
     if missing:
         raise BackupError(f"the archive's manifest lacks {', '.join(missing)}")
     return manifest
@@ -81,7 +92,34 @@ _MANIFEST_KEYS = {
 }
 
 
+def _media_problems(media: Any) -> list[str]:
+    if not isinstance(media, dict) or not isinstance(media.get("files"), dict):
+        return ["media"]
+    if media.get("count") != len(media["files"]):
+        return ["a media count matching its file list"]
+    return []
+
+
+def media_files(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The media files a manifest lists, by path relative to MEDIA_ROOT (none in version 1)."""
+    return dict(manifest.get("media", {}).get("files", {}))
+
+
 def check_members(manifest: dict[str, Any], digests: dict[str, Any]) -> None:
+    prefix = f"{MEDIA}/"
+    media = {n.removeprefix(prefix): d for n, d in digests.items() if n.startswith(prefix)}
+    digests = {n: d for n, d in digests.items() if not n.startswith(prefix)}
+    listed_media = media_files(manifest)
+    if set(listed_media) != set(media):
+        extra = sorted(set(media) - set(listed_media))
+        lacking = sorted(set(listed_media) - set(media))
+        raise BackupError(
+            f"the archive's media files differ from its manifest (not listed: {extra}, "
+            f"missing: {lacking})"
+        )
+    for name, digest in media.items():
+        if listed_media[name] != digest:
+            raise BackupError(f"media file {name} does not match the SHA-256 in the manifest")
     listed = manifest["members"]
     if set(listed) != set(digests):
         raise BackupError(

@@ -1,9 +1,10 @@
 """Restoring (恢复) an archive into this node.
 
 Everything that can be checked is checked before anything is touched: the checksum file, every
-chunk, every member against the manifest, the node's database kind, migrations, node id, that the
-node is empty and that no other process has the database open. Afterwards the restored database
-is compared with the manifest and every chain is recomputed.
+chunk, every member (media files included) against the manifest, the node's database kind,
+migrations, node id, that the node is empty and that no other process has the database open.
+Afterwards the restored database is compared with the manifest, every chain is recomputed and every
+qualification document's file is checked against the SHA-256 its row records.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import sqlite3
 import tarfile
 import tempfile
@@ -27,11 +29,14 @@ from django.db import connection, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from piaotong.accounts.access import Actor
+from piaotong.accounts.models import QualificationDocument
 from piaotong.backup.archive import (
     CHUNK_SIZE,
     DATABASE_MEMBERS,
     KEYS,
+    MEDIA,
     ChunkOpener,
+    media_relative,
     payload_reader,
     verify_checksum,
 )
@@ -44,7 +49,7 @@ from piaotong.backup.facts import (
     unknown_migrations,
 )
 from piaotong.backup.files import create_private, fsync_dir
-from piaotong.backup.manifest import check_members, read_manifest
+from piaotong.backup.manifest import check_members, media_files, read_manifest
 from piaotong.backup.reporting import BackupError, Progress
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.verify import verify_ledger
@@ -101,6 +106,11 @@ def _member_path(name: str) -> PurePosixPath:
     >>> str(_member_path("keys/node-11.ed25519.pem"))
     'keys/node-11.ed25519.pem'
     """
+    if name.startswith(f"{MEDIA}/"):
+        try:
+            return PurePosixPath(MEDIA, media_relative(name.removeprefix(f"{MEDIA}/")))
+        except BackupError:
+            raise BackupError(f"unexpected archive member {name!r}") from None
     path = PurePosixPath(name)
     is_key = len(path.parts) == 2 and path.parts[0] == KEYS and not path.name.startswith(".")
     if name not in DATABASE_MEMBERS.values() and not is_key:
@@ -109,9 +119,13 @@ def _member_path(name: str) -> PurePosixPath:
 
 
 def _extract(data: IO[bytes], target: Path) -> dict[str, Any]:
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     sha256, size = hashlib.sha256(), 0
-    with create_private(target) as out:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = create_private(target)
+    except OSError:  # e.g. both media/a and media/a/b: a file where a directory goes
+        raise BackupError(f"archive member {target.name!r} collides with another") from None
+    with out:
         while chunk := data.read(CHUNK_SIZE):
             out.write(chunk)
             sha256.update(chunk)
@@ -136,6 +150,8 @@ class RestoreReport:
     manifest: dict[str, Any]
     keys_restored: list[str]
     keys_set_aside: list[Path]
+    media_restored: int | None  # None: a version 1 archive, MEDIA_ROOT left as it was
+    media_set_aside: Path | None
     migrated: list[str]
     problems: list[str]
     audit_seq: int
@@ -159,13 +175,21 @@ def restore_backup(
         check_node_empty(force=force)
         moves = plan_keys(staging, force=force)
         _check_sole_user()
-        _restore_database(staging / manifest["database"]["member"], progress)
-        set_aside = _install_keys(moves)
+        has_media = "media" in manifest
+        prepared = _prepare_media(staging / MEDIA, progress) if has_media else None
+        try:
+            _restore_database(staging / manifest["database"]["member"], progress)
+            set_aside = _install_keys(moves)
+            media_aside = _install_media(prepared) if prepared else None
+        finally:
+            if prepared and prepared.exists():
+                shutil.rmtree(prepared)
     problems = check_restored(manifest)
     migrated = _migrate_if_behind(progress)
     seq = _record_restore(path, manifest, problems)
     names = [m.target.name for m in moves]
-    return RestoreReport(manifest, names, set_aside, migrated, problems, seq)
+    count = len(media_files(manifest)) if has_media else None
+    return RestoreReport(manifest, names, set_aside, count, media_aside, migrated, problems, seq)
 
 
 def _staging_parent() -> Path:
@@ -182,7 +206,8 @@ def _describe(manifest: dict[str, Any]) -> str:
     node = manifest["node"]
     return (
         f"node {node['id']} (region {node['region']}), made {manifest['created_at']} by "
-        f"Piaotong {manifest['piaotong_version']}, {len(manifest['members'])} members"
+        f"Piaotong {manifest['piaotong_version']}, {len(manifest['members'])} members, "
+        f"{len(media_files(manifest))} media files"
     )
 
 
@@ -314,8 +339,47 @@ def _install_keys(moves: list[KeyMove]) -> list[Path]:
     return set_aside
 
 
+def _prepare_media(staged: Path, progress: Progress) -> Path:
+    """The archive's media tree, moved into a new directory beside MEDIA_ROOT (same file system,
+    so installing it is one rename). Files keep mode 0600, directories 0700."""
+    root = Path(settings.MEDIA_ROOT).resolve()  # a symlinked MEDIA_ROOT stays a symlink
+    root.parent.mkdir(parents=True, exist_ok=True)
+    prepared = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-restoring-"))
+    progress(f"Preparing media files beside {root}")
+    try:
+        if staged.is_dir():
+            prepared.rmdir()
+            # A rename when staging shares the file system; otherwise a streamed copy.
+            shutil.move(staged, prepared)
+        for directory, _, filenames in os.walk(prepared):
+            for name in filenames:
+                with open(Path(directory) / name, "rb") as file:
+                    os.fsync(file.fileno())
+    except BaseException:
+        shutil.rmtree(prepared, ignore_errors=True)
+        raise
+    return prepared
+
+
+def _install_media(prepared: Path) -> Path | None:
+    """Rename the prepared tree to MEDIA_ROOT; a non-empty MEDIA_ROOT is renamed aside first,
+    never deleted. Returns where it was set aside."""
+    root = Path(settings.MEDIA_ROOT).resolve()
+    aside = None
+    if root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
+        root.rmdir()
+    elif root.exists() or root.is_symlink():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = root.with_name(f"{root.name}.replaced-{stamp}")
+        os.replace(root, aside)
+    os.replace(prepared, root)
+    fsync_dir(root.parent)
+    return aside
+
+
 def check_restored(manifest: dict[str, Any]) -> list[str]:
-    """Differences from the manifest, and every broken chain (`piaotong ledger verify`)."""
+    """Differences from the manifest, every broken chain (`piaotong ledger verify`) and every
+    qualification document whose file is missing or differs from its row."""
     try:
         actual = live_facts()
     except BackupError as exc:  # after the restore, a finding to report rather than a refusal
@@ -327,6 +391,34 @@ def check_restored(manifest: dict[str, Any]) -> list[str]:
             f"chain {finding.chain} broken at row id {breach.record_id} "
             f"(position {breach.position}): {breach.reason}"
         )
+    return problems + check_documents()
+
+
+def check_documents() -> list[str]:
+    """Every qualification document's file exists under MEDIA_ROOT with its recorded SHA-256."""
+    if QualificationDocument._meta.db_table not in connection.introspection.table_names():
+        return []  # an archive older than uploaded documents
+    root = Path(settings.MEDIA_ROOT)
+    problems = []
+    for pk, name, sha256, size in QualificationDocument.objects.order_by("pk").values_list(
+        "pk", "file", "sha256", "size"
+    ):
+        label = f"qualification document {pk} ({name})"
+        try:
+            path = root / media_relative(name)
+        except BackupError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{label}: file missing, the database records SHA-256 {sha256}")
+            continue
+        with open(path, "rb") as file:
+            actual = hashlib.file_digest(file, "sha256").hexdigest()
+        if actual != sha256 or path.stat().st_size != size:
+            problems.append(
+                f"{label}: file has SHA-256 {actual} ({path.stat().st_size} bytes), the "
+                f"database records {sha256} ({size} bytes)"
+            )
     return problems
 
 

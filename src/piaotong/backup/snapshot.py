@@ -1,4 +1,4 @@
-"""Taking a backup (备份): the database snapshot, signing keys and manifest, as one archive.
+"""Taking a backup (备份): the database snapshot, signing keys, media and manifest, as one archive.
 
 The snapshot (快照) is taken while the node runs: see the terms in piaotong.backup.
 """
@@ -6,6 +6,7 @@ The snapshot (快照) is taken while the node runs: see the terms in piaotong.ba
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -26,9 +27,13 @@ from piaotong.backup.archive import (
     DATABASE_MEMBERS,
     KEYS,
     MANIFEST,
+    MAX_CHUNK_SIZE,
+    MEDIA,
     HashingWriter,
     Sink,
     checksum_path,
+    file_digest,
+    media_relative,
     payload_writer,
 )
 from piaotong.backup.database import pg_connection, pg_tool, run_tool, sqlite_file
@@ -65,8 +70,14 @@ def create_backup(output: Path | None, key: bytes | None, progress: Progress) ->
         snapshot = _snapshot_sqlite if vendor == "sqlite" else _snapshot_postgres
         facts = snapshot(database, progress)
         progress(f"Snapshot: {facts.summary()}")
+        # Listed after the snapshot: every document row it holds has its file stored already
+        # (the file is written before the row commits).
+        media = _media_files()
+        progress(f"Media: {len(media)} files under {settings.MEDIA_ROOT}")
         members = {database.name: database, **_key_files()}
-        manifest = build_manifest(vendor, facts, members, created_at)
+        digests = {rel: file_digest(path) for rel, path in media.items()}
+        manifest = build_manifest(vendor, facts, members, digests, created_at)
+        members |= {f"{MEDIA}/{rel}": path for rel, path in media.items()}
         encryption = f"encrypted, key id {key_id(key).hex()}" if key else "NOT encrypted"
         progress(f"Writing {path} ({encryption})")
         sha256, size = _write_archive(path, manifest, members, key, progress)
@@ -93,6 +104,27 @@ def _key_files() -> dict[str, Path]:
     # Dot files are the lock file and editor leftovers, not keys.
     files = (p for p in sorted(key_dir.iterdir()) if p.is_file() and not p.name.startswith("."))
     return {f"{KEYS}/{p.name}": p for p in files}
+
+
+def _media_files() -> dict[str, Path]:
+    """Every file under MEDIA_ROOT by relative path; anything but plain files and dirs refused."""
+    root = Path(settings.MEDIA_ROOT)
+    if not root.is_dir():
+        return {}
+    files: dict[str, Path] = {}
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in [*dirnames, *sorted(filenames)]:
+            path = Path(directory) / name
+            relative = media_relative(path.relative_to(root).as_posix())
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                raise BackupError(
+                    f"{path} is not a plain file or directory: media holds only uploaded files. "
+                    "Move it out of MEDIA_ROOT, then back up again"
+                )
+            if path.is_file():
+                files[relative] = path
+    return dict(sorted(files.items()))
 
 
 def _sqlite_quote(name: str) -> str:
@@ -169,16 +201,39 @@ def _write_archive(
 
 def _write_payload(sink: Sink, manifest: dict[str, Any], members: dict[str, Path]) -> None:
     manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+    if len(manifest_bytes) > MAX_CHUNK_SIZE:  # restore refuses a larger manifest
+        raise BackupError(f"the manifest is too large ({human_size(len(manifest_bytes))})")
     mtime = datetime.now(UTC).timestamp()
     gz = gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=6, mtime=0)
     with gz, tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_member(tar, MANIFEST, len(manifest_bytes), io.BytesIO(manifest_bytes), mtime)
         for name, path in members.items():
+            listed = (
+                manifest["members"].get(name)
+                or manifest["media"]["files"][name.removeprefix(f"{MEDIA}/")]
+            )
             with open(path, "rb") as file:
-                _add_member(tar, name, path.stat().st_size, file, mtime)
+                reader = _HashingReader(file)
+                _add_member(tar, name, listed["size"], reader, mtime)
+            if reader.sha256.hexdigest() != listed["sha256"]:
+                raise BackupError(f"{path} changed while it was backed up: run the backup again")
 
 
-def _add_member(tar: tarfile.TarFile, name: str, size: int, data: BinaryIO, mtime: float) -> None:
+class _HashingReader:
+    """Hashes what tarfile reads: the bytes written must be the bytes the manifest lists."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file, self.sha256 = file, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self.sha256.update(data)
+        return data
+
+
+def _add_member(
+    tar: tarfile.TarFile, name: str, size: int, data: BinaryIO | _HashingReader, mtime: float
+) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o600, mtime
     tar.addfile(info, data)

@@ -12,7 +12,13 @@ import os
 import pytest
 
 from piaotong.backup import BackupError, generate_key, key_id, parse_key
-from piaotong.backup.archive import HEADER_SIZE, TAG_SIZE, payload_reader, payload_writer
+from piaotong.backup.archive import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    TAG_SIZE,
+    payload_reader,
+    payload_writer,
+)
 
 KEY = parse_key(generate_key())
 CHUNK = 16
@@ -122,8 +128,8 @@ def test_it_refuses_files_that_are_not_archives_or_of_an_unknown_version() -> No
     with pytest.raises(BackupError, match="not a Piaotong backup"):
         open_all(b"PK\x03\x04 a zip file")
     newer = bytearray(seal(b"x"))
-    newer[8] = 2
-    with pytest.raises(BackupError, match="format version 2 is unknown"):
+    newer[8] = FORMAT_VERSION + 1
+    with pytest.raises(BackupError, match=f"format version {FORMAT_VERSION + 1} is unknown"):
         open_all(bytes(newer))
 
 

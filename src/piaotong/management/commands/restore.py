@@ -51,6 +51,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Signing key restored: {name}")
         for path in report.keys_set_aside:
             self.stdout.write(f"A different key was set aside as {path}")
+        if report.media_restored is not None:
+            self.stdout.write(f"Media files restored: {report.media_restored}")
+        else:
+            self.stdout.write("The archive (format version 1) holds no media: MEDIA_ROOT unchanged")
+        if report.media_set_aside:
+            self.stdout.write(
+                f"The previous media directory was set aside as {report.media_set_aside}"
+            )
         if report.migrated:
             self.stdout.write(f"Migrated after restore: {', '.join(report.migrated)}")
         self.stdout.write(f"Audit entry #{report.audit_seq} records this restore.")
