@@ -25,11 +25,14 @@ def fill_line(page, index: int, code: str, name: str, amount: str, rate: str) ->
     page.fill(f"input[name=lines-{index}-tax_code]", code)
     page.fill(f"input[name=lines-{index}-item_name]", name)
     page.fill(f"input[name=lines-{index}-amount]", amount)
-    # The rate list narrows to the code's allowed rates once the code is known (htmx).
+    # The rate list narrows to the code's allowed rates once the code is known (htmx): wait
+    # until that swap and the previews have landed, or a late swap could replace the choice.
+    page.wait_for_load_state("networkidle")
     page.wait_for_selector(
         f"select[name=lines-{index}-tax_rate] option[value='{rate}']", state="attached"
     )
     page.select_option(f"select[name=lines-{index}-tax_rate]", rate)
+    page.wait_for_load_state("networkidle")
 
 
 def test_it_issues_a_special_invoice_with_two_rates_in_the_browser(page, live_server, org_a, clerk):
@@ -48,7 +51,7 @@ def test_it_issues_a_special_invoice_with_two_rates_in_the_browser(page, live_se
     fill_line(page, 0, "1090511030000000000", "笔记本电脑", "1000", "0.13")
     fill_line(page, 1, "3040201030000000000", "软件维护费", "200", "0.06")
     # Live computation: 1000 x 13% + 200 x 6% = 142.00 tax, 1342.00 in total.
-    page.wait_for_selector("[data-field=total_tax]:has-text('142.00')")
+    page.wait_for_selector("[data-field=total_tax]:has-text('142.00')", timeout=30_000)
     assert "壹仟叁佰肆拾贰圆整" in page.inner_text(".capitals")
     page.click("button[name=intent][value=issue]")
     page.wait_for_url(re.compile(r"/invoices/[0-9a-f-]{36}/$"))
