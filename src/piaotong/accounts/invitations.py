@@ -33,9 +33,9 @@ from piaotong.accounts.models import (
     hash_invitation_token,
 )
 from piaotong.accounts.permissions import Action
-from piaotong.accounts.role_requests import _label, _person, _raise_all, _required_text, _too_long
+from piaotong.accounts.role_requests import describe_role, require_person, required_text, too_long
 from piaotong.ledger.actions import record_audit
-from piaotong.lib.errors import RuleViolation
+from piaotong.lib.errors import RuleViolation, raise_all
 
 LINK_VALIDITY = timedelta(days=7)
 
@@ -82,9 +82,9 @@ def _request_violations(
     organisation: Organisation, role: str, email: str, full_name: str, reason: str
 ) -> list[RuleViolation]:
     violations = [
-        _required_text("email", email, _("Enter the email address of the person to invite.")),
-        _required_text("full_name", full_name, _("Enter the full name of the person to invite.")),
-        _required_text(
+        required_text("email", email, _("Enter the email address of the person to invite.")),
+        required_text("full_name", full_name, _("Enter the full name of the person to invite.")),
+        required_text(
             "reason",
             reason,
             _("Say why this person needs the role, so the approving admin can judge it."),
@@ -98,7 +98,7 @@ def _request_violations(
                 _(
                     "Organisation admins do not manage the role %(role)s; choose one of the organisation's own roles."
                 ),
-                {"role": _label(role)},
+                {"role": describe_role(role)},
             )
         )
     if email.strip():
@@ -116,8 +116,8 @@ def do_request_invitation(
     reason: str,
 ) -> Invitation:
     """Ask to invite a new user; no link exists until another admin approves."""
-    requester = _person(actor, Action.REQUEST_ROLE_CHANGE, organisation.pk)
-    _raise_all(_request_violations(organisation, role, email, full_name, reason))
+    requester = require_person(actor, Action.REQUEST_ROLE_CHANGE, organisation.pk)
+    raise_all(_request_violations(organisation, role, email, full_name, reason))
     with transaction.atomic():
         _expire_lapsed(actor, organisation, email.strip(), timezone.now())
         try:
@@ -207,8 +207,8 @@ def do_approve_invitation(actor: Actor, invitation: Invitation, note: str = "") 
 
     The path holds the token and is returned only here, once: pass it on to the invitee.
     """
-    checker = _person(actor, Action.APPROVE_ROLE_CHANGE, invitation.organisation_id)
-    if violation := _too_long("decision_note", note):
+    checker = require_person(actor, Action.APPROVE_ROLE_CHANGE, invitation.organisation_id)
+    if violation := too_long("decision_note", note):
         raise violation
     token = secrets.token_urlsafe(32)
     now = timezone.now()
@@ -216,9 +216,7 @@ def do_approve_invitation(actor: Actor, invitation: Invitation, note: str = "") 
         invitation = _locked(invitation)
         _refuse_if_decided(invitation, InvitationStatus.APPROVED)
         _check_checker(invitation, checker)
-        _raise_all(
-            [v for v in [_already_member(invitation.organisation_id, invitation.email)] if v]
-        )
+        raise_all([v for v in [_already_member(invitation.organisation_id, invitation.email)] if v])
         _decide(invitation, InvitationStatus.APPROVED, checker, note, now)
         invitation.token_hash = hash_invitation_token(token)
         expires_at = invitation.expires_at = now + LINK_VALIDITY
@@ -235,9 +233,9 @@ def do_approve_invitation(actor: Actor, invitation: Invitation, note: str = "") 
 
 def do_reject_invitation(actor: Actor, invitation: Invitation, note: str) -> Invitation:
     """Refuse a pending invitation as a second admin, saying why; no link is issued."""
-    checker = _person(actor, Action.APPROVE_ROLE_CHANGE, invitation.organisation_id)
+    checker = require_person(actor, Action.APPROVE_ROLE_CHANGE, invitation.organisation_id)
     missing = _("Say why the invitation is rejected, so the requester understands the decision.")
-    if violation := _required_text("decision_note", note, missing):
+    if violation := required_text("decision_note", note, missing):
         raise violation
     with transaction.atomic():
         invitation = _locked(invitation)
@@ -257,7 +255,7 @@ def do_reject_invitation(actor: Actor, invitation: Invitation, note: str) -> Inv
 
 def do_withdraw_invitation(actor: Actor, invitation: Invitation) -> Invitation:
     """Take back one's own pending invitation before anyone decides it."""
-    maker = _person(actor, Action.REQUEST_ROLE_CHANGE, invitation.organisation_id)
+    maker = require_person(actor, Action.REQUEST_ROLE_CHANGE, invitation.organisation_id)
     with transaction.atomic():
         invitation = _locked(invitation)
         _refuse_if_decided(invitation, InvitationStatus.WITHDRAWN)
@@ -352,7 +350,7 @@ def do_accept_invitation(
         invitation = _locked(found) if found is not None else None
         if invitation is None or invitation.status != InvitationStatus.APPROVED:
             raise RuleViolation("token", "invalid_link", INVALID_LINK)
-        _raise_all(_account_violations(username, invitation))
+        raise_all(_account_violations(username, invitation))
         user = _create_user(visitor, username, password, invitation)
         newcomer = Actor(user=user)
         # The grant was approved with the invitation; this only applies it.

@@ -318,7 +318,24 @@ class LoginThrottle(models.Model):
 # --- Permission change requests (maker-checker) ---
 
 
-class RoleChangeRequest(models.Model):
+class MakerCheckerRequest(models.Model):
+    """What every request decided by a second person (双人审批) records: why it was asked, by
+    whom and when, and who decided, when and with what note. Subclasses add their status."""
+
+    reason = models.TextField(_("reason"), max_length=500)
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(_("requested at"), auto_now_add=True)
+    decided_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.TextField(_("decision note"), max_length=500, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class RoleChangeRequest(MakerCheckerRequest):
     """A request to grant or revoke one role of one user in one organisation (权限变更申请).
 
     Maker-checker (双人审批): one admin asks, a different admin decides; approving applies the
@@ -337,20 +354,12 @@ class RoleChangeRequest(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="role_change_requests")
     role = models.CharField(_("role"), max_length=20, choices=Role.choices)
     change = models.CharField(_("change"), max_length=10, choices=RoleChange.choices)
-    reason = models.TextField(_("reason"), max_length=500)
-    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
-    requested_at = models.DateTimeField(_("requested at"), auto_now_add=True)
     status = models.CharField(
         _("status"),
         max_length=10,
         choices=RoleChangeStatus.choices,
         default=RoleChangeStatus.PENDING,
     )
-    decided_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
-    decision_note = models.TextField(_("decision note"), max_length=500, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-id"]
@@ -424,7 +433,7 @@ def hash_invitation_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Invitation(models.Model):
+class Invitation(MakerCheckerRequest):
     """An invitation of a new user to one role of one organisation, under maker-checker.
 
     Invariants: `role` is one of `ORGANISATION_ROLES` (checked by the actions); `reason` is
@@ -441,20 +450,12 @@ class Invitation(models.Model):
     role = models.CharField(_("role"), max_length=20, choices=Role.choices)
     email = models.EmailField(_("email"))
     full_name = models.CharField(_("full name"), max_length=150)
-    reason = models.TextField(_("reason"), max_length=500)
-    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
-    requested_at = models.DateTimeField(_("requested at"), auto_now_add=True)
     status = models.CharField(
         _("status"),
         max_length=10,
         choices=InvitationStatus.choices,
         default=InvitationStatus.PENDING,
     )
-    decided_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
-    decision_note = models.TextField(_("decision note"), max_length=500, blank=True)
     token_hash = models.CharField(max_length=64, blank=True)
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     accepted_user = models.ForeignKey(

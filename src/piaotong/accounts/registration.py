@@ -32,7 +32,7 @@ from piaotong.accounts.actions import Visitor, do_create_user, do_grant_role
 from piaotong.accounts.choices import OrganisationKind, OrganisationStatus, Role
 from piaotong.accounts.models import Membership, Organisation, QualificationDocument, User
 from piaotong.ledger.actions import record_audit
-from piaotong.lib.errors import RuleViolation, RuleViolations
+from piaotong.lib.errors import RuleViolation, RuleViolations, raise_all
 from piaotong.lib.filetypes import EXTENSIONS, detect_document_type
 from piaotong.lib.taxid import normalize
 
@@ -72,13 +72,6 @@ class CheckedDocument:
     content: bytes
     content_type: str
     sha256: str
-
-
-def _raise_all(violations: list[RuleViolation]) -> None:
-    if len(violations) == 1:
-        raise violations[0]
-    if violations:
-        raise RuleViolations(violations)
 
 
 def _from_validation_error(error: ValidationError, field: str = "__all__") -> list[RuleViolation]:
@@ -144,7 +137,7 @@ def check_documents(uploads: Sequence[DocumentUpload]) -> list[CheckedDocument]:
         else:
             digest = hashlib.sha256(upload.content).hexdigest()
             checked.append(CheckedDocument(name, upload.content, content_type, digest))
-    _raise_all(violations)
+    raise_all(violations)
     return checked
 
 
@@ -244,7 +237,7 @@ def do_apply_for_registration(
         violations.append(one)
     except RuleViolations as many:
         violations += many.violations
-    _raise_all(violations)
+    raise_all(violations)
     return _store_application(Visitor(ip=ip), application, organisation, checked, now)
 
 

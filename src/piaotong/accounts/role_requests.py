@@ -27,26 +27,19 @@ from piaotong.accounts.choices import ORGANISATION_ROLES, Role, RoleChange, Role
 from piaotong.accounts.models import Membership, Organisation, RoleChangeRequest, User
 from piaotong.accounts.permissions import Action
 from piaotong.ledger.actions import record_audit, record_audits
-from piaotong.lib.errors import RuleViolation, RuleViolations
+from piaotong.lib.errors import RuleViolation, raise_all
 
 MAX_TEXT = 500
 
 
-def _person(actor: Actor, action: Action, organisation_id: int) -> User:
+def require_person(actor: Actor, action: Action, organisation_id: int) -> User:
     """The user behind the actor, if they may do `action` there: decisions need a person."""
     if actor.user is None or not actor.can(action, organisation_id):
         raise PermissionDenied(f"{actor.label} may not {action} in organisation {organisation_id}")
     return actor.user
 
 
-def _raise_all(violations: list[RuleViolation]) -> None:
-    if len(violations) == 1:
-        raise violations[0]
-    if violations:
-        raise RuleViolations(violations)
-
-
-def _too_long(field: str, text: str) -> RuleViolation | None:
+def too_long(field: str, text: str) -> RuleViolation | None:
     if len(text.strip()) <= MAX_TEXT:
         return None
     return RuleViolation(
@@ -57,13 +50,13 @@ def _too_long(field: str, text: str) -> RuleViolation | None:
     )
 
 
-def _required_text(field: str, text: str, missing: str | Promise) -> RuleViolation | None:
+def required_text(field: str, text: str, missing: str | Promise) -> RuleViolation | None:
     if not text.strip():
         return RuleViolation(field, "required", missing)
-    return _too_long(field, text)
+    return too_long(field, text)
 
 
-def _label(role: str) -> str | Promise:
+def describe_role(role: str) -> str | Promise:
     """The role's name, translated when the message is shown rather than when raised."""
     return Role(role).label if role in Role.values else role
 
@@ -85,7 +78,7 @@ def _change_violations(
                 _(
                     "Organisation admins do not manage the role %(role)s; choose one of the organisation's own roles."
                 ),
-                {"role": _label(role)},
+                {"role": describe_role(role)},
             )
         ]
     holds = _holds(user, organisation_id, role)
@@ -95,7 +88,7 @@ def _change_violations(
                 "role",
                 "already_held",
                 _("%(user)s already holds the role %(role)s; there is nothing to grant."),
-                {"user": user.username, "role": _label(role)},
+                {"user": user.username, "role": describe_role(role)},
             )
         ]
     if change == RoleChange.REVOKE and not holds:
@@ -104,7 +97,7 @@ def _change_violations(
                 "role",
                 "not_held",
                 _("%(user)s does not hold the role %(role)s; there is nothing to revoke."),
-                {"user": user.username, "role": _label(role)},
+                {"user": user.username, "role": describe_role(role)},
             )
         ]
     if change == RoleChange.GRANT and not user.is_active:
@@ -126,7 +119,7 @@ def _pending_exists(user: User, role: str) -> RuleViolation:
         _(
             "A request about %(user)s's role %(role)s already waits for approval; have it decided or withdrawn first."
         ),
-        {"user": user.username, "role": _label(role)},
+        {"user": user.username, "role": describe_role(role)},
     )
 
 
@@ -157,13 +150,13 @@ def do_request_role_change(
     reason: str,
 ) -> RoleChangeRequest:
     """Ask for a role to be granted or revoked; it takes effect once another admin approves."""
-    requester = _person(actor, Action.REQUEST_ROLE_CHANGE, organisation.pk)
+    requester = require_person(actor, Action.REQUEST_ROLE_CHANGE, organisation.pk)
     missing = _("Say why this change is needed, so the approving admin can judge it.")
-    violations = [v for v in [_required_text("reason", reason, missing)] if v]
+    violations = [v for v in [required_text("reason", reason, missing)] if v]
     violations += _change_violations(organisation.pk, user, role, change)
     if not violations and _has_pending(organisation, user, role):
         violations.append(_pending_exists(user, role))
-    _raise_all(violations)
+    raise_all(violations)
     with transaction.atomic():
         try:
             # A savepoint: a concurrent request about the same role loses on the unique index.
@@ -231,7 +224,7 @@ def _check_checker(change_request: RoleChangeRequest, checker: User) -> None:
 def _apply(change_request: RoleChangeRequest) -> str:
     """Make the membership match the approved request; returns the audit action for it."""
     user, org_id, role = change_request.user, change_request.organisation_id, change_request.role
-    _raise_all(_change_violations(org_id, user, role, change_request.change))
+    raise_all(_change_violations(org_id, user, role, change_request.change))
     if change_request.is_grant:
         Membership.objects.create(user=user, organisation_id=org_id, role=role)
         return "role.granted"
@@ -253,8 +246,8 @@ def do_approve_role_change(
     actor: Actor, change_request: RoleChangeRequest, note: str = ""
 ) -> RoleChangeRequest:
     """Approve a pending request as a second admin, which applies the change."""
-    checker = _person(actor, Action.APPROVE_ROLE_CHANGE, change_request.organisation_id)
-    if violation := _too_long("decision_note", note):
+    checker = require_person(actor, Action.APPROVE_ROLE_CHANGE, change_request.organisation_id)
+    if violation := too_long("decision_note", note):
         raise violation
     with transaction.atomic():
         change_request = _locked(change_request)
@@ -282,9 +275,9 @@ def do_reject_role_change(
     actor: Actor, change_request: RoleChangeRequest, note: str
 ) -> RoleChangeRequest:
     """Refuse a pending request as a second admin, saying why; nothing changes."""
-    checker = _person(actor, Action.APPROVE_ROLE_CHANGE, change_request.organisation_id)
+    checker = require_person(actor, Action.APPROVE_ROLE_CHANGE, change_request.organisation_id)
     missing = _("Say why the request is rejected, so the requester understands the decision.")
-    if violation := _required_text("decision_note", note, missing):
+    if violation := required_text("decision_note", note, missing):
         raise violation
     with transaction.atomic():
         change_request = _locked(change_request)
@@ -303,7 +296,7 @@ def do_reject_role_change(
 
 def do_withdraw_role_change(actor: Actor, change_request: RoleChangeRequest) -> RoleChangeRequest:
     """Take back one's own pending request before anyone decides it."""
-    maker = _person(actor, Action.REQUEST_ROLE_CHANGE, change_request.organisation_id)
+    maker = require_person(actor, Action.REQUEST_ROLE_CHANGE, change_request.organisation_id)
     with transaction.atomic():
         change_request = _locked(change_request)
         _refuse_if_decided(change_request, RoleChangeStatus.WITHDRAWN)
@@ -333,7 +326,7 @@ def do_request_dormant_revocations(
 
     The requests wait for a second admin's approval like any other.
     """
-    requester = _person(actor, Action.REQUEST_ROLE_CHANGE, organisation.pk)
+    requester = require_person(actor, Action.REQUEST_ROLE_CHANGE, organisation.pk)
     review = build_access_review(organisation)
     dormant = [r for r in review.dormant if r.pending is None and r.role in ORGANISATION_ROLES]
     reason = gettext(
@@ -374,7 +367,7 @@ def do_request_dormant_revocations(
 
 def do_export_access_review(actor: Actor, organisation: Organisation) -> AccessReview:
     """The access review for download; exporting who holds what is itself audited."""
-    _person(actor, Action.VIEW_ACCESS_REVIEW, organisation.pk)
+    require_person(actor, Action.VIEW_ACCESS_REVIEW, organisation.pk)
     review = build_access_review(organisation)
     with transaction.atomic():
         record_audit(

@@ -24,7 +24,12 @@ from piaotong.accounts.forms_invitations import AcceptInvitationForm, Invitation
 from piaotong.accounts.forms_roles import RejectRoleChangeForm
 from piaotong.accounts.models import Invitation, Organisation
 from piaotong.accounts.permissions import Action
-from piaotong.accounts.views_roles import _actor, _show_refusal, _tabs, get_organisation_for_access
+from piaotong.accounts.views_roles import (
+    actor_of,
+    get_organisation_for_access,
+    show_refusal,
+    tabs_context,
+)
 from piaotong.lib.errors import RuleViolation, RuleViolations
 
 
@@ -55,7 +60,7 @@ def _open_invitations(organisation: Organisation) -> list[Invitation]:
 @require_http_methods(["GET", "POST"])
 def invitations_page(request: HttpRequest, organisation_id: int) -> HttpResponse:
     """Open invitations with their decisions, and the form to invite someone."""
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(
         actor, organisation_id, Action.REQUEST_ROLE_CHANGE, Action.APPROVE_ROLE_CHANGE
     )
@@ -79,7 +84,7 @@ def invitations_page(request: HttpRequest, organisation_id: int) -> HttpResponse
             )
             return redirect("accounts:invitations", organisation_id=organisation.pk)
     assert actor.user is not None
-    context = _tabs(actor, organisation) | {
+    context = tabs_context(actor, organisation) | {
         "form": form,
         "may_invite": may_invite,
         "may_approve": actor.can(Action.APPROVE_ROLE_CHANGE, organisation.pk),
@@ -98,14 +103,14 @@ def _back(invitation: Invitation) -> HttpResponse:
 @login_required
 @require_POST
 def invitation_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     invitation = get_invitation_for_actor(actor, pk, Action.APPROVE_ROLE_CHANGE)
     try:
         path = invitations.do_approve_invitation(actor, invitation, request.POST.get("note", ""))
     except (RuleViolation, RuleViolations) as error:
-        _show_refusal(request, error)
+        show_refusal(request, error)
         return _back(invitation)
-    context = _tabs(actor, invitation.organisation) | {
+    context = tabs_context(actor, invitation.organisation) | {
         "invitation": invitation,
         "link": request.build_absolute_uri(path),
     }
@@ -115,12 +120,12 @@ def invitation_approve(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def invitation_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     invitation = get_invitation_for_actor(actor, pk, Action.APPROVE_ROLE_CHANGE)
     try:
         invitations.do_reject_invitation(actor, invitation, request.POST.get("note", ""))
     except (RuleViolation, RuleViolations) as error:
-        _show_refusal(request, error)
+        show_refusal(request, error)
     else:
         messages.success(request, _("Invitation rejected: no link is issued."))
     return _back(invitation)
@@ -129,12 +134,12 @@ def invitation_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def invitation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     invitation = get_invitation_for_actor(actor, pk, Action.REQUEST_ROLE_CHANGE)
     try:
         invitations.do_withdraw_invitation(actor, invitation)
     except (RuleViolation, RuleViolations) as error:
-        _show_refusal(request, error)
+        show_refusal(request, error)
     else:
         messages.success(request, _("Invitation withdrawn."))
     return _back(invitation)

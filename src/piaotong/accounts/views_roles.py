@@ -44,7 +44,7 @@ ACCESS_ACTIONS = (
 # --- Access helpers ----------------------------------------------------------------------
 
 
-def _actor(request: HttpRequest) -> Actor:
+def actor_of(request: HttpRequest) -> Actor:
     actor = actor_for_request(request)
     assert actor is not None  # every view here is behind login_required
     return actor
@@ -107,7 +107,7 @@ def _pending_items(actor: Actor, organisation: Organisation) -> list[PendingItem
     ]
 
 
-def _tabs(actor: Actor, organisation: Organisation) -> dict[str, object]:
+def tabs_context(actor: Actor, organisation: Organisation) -> dict[str, object]:
     """The organisation and which of its pages the actor may open."""
     return {
         "organisation": organisation,
@@ -119,12 +119,12 @@ def _tabs(actor: Actor, organisation: Organisation) -> dict[str, object]:
 
 
 def _landing(actor: Actor, organisation: Organisation) -> str:
-    if _tabs(actor, organisation)["may_see_pending"]:
+    if tabs_context(actor, organisation)["may_see_pending"]:
         return reverse("accounts:role_requests", args=[organisation.pk])
     return reverse("accounts:access_review", args=[organisation.pk])
 
 
-def _show_refusal(request: HttpRequest, error: RuleViolation | RuleViolations) -> None:
+def show_refusal(request: HttpRequest, error: RuleViolation | RuleViolations) -> None:
     for violation in error.violations if isinstance(error, RuleViolations) else [error]:
         messages.error(request, violation.text())
 
@@ -136,7 +136,7 @@ def _show_refusal(request: HttpRequest, error: RuleViolation | RuleViolations) -
 @require_GET
 def roles_home(request: HttpRequest) -> HttpResponse:
     """The organisations whose roles the user manages or reviews; straight in if only one."""
-    actor = _actor(request)
+    actor = actor_of(request)
     org_ids = {org_id for action in ACCESS_ACTIONS for org_id in actor.organisation_ids(action)}
     if not org_ids:
         raise PermissionDenied(_("You manage or review roles in no organisation."))
@@ -150,11 +150,11 @@ def roles_home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def role_requests_pending(request: HttpRequest, organisation_id: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(
         actor, organisation_id, Action.REQUEST_ROLE_CHANGE, Action.APPROVE_ROLE_CHANGE
     )
-    context = _tabs(actor, organisation) | {
+    context = tabs_context(actor, organisation) | {
         "items": _pending_items(actor, organisation),
         "reject_form": RejectRoleChangeForm(),
     }
@@ -164,7 +164,7 @@ def role_requests_pending(request: HttpRequest, organisation_id: int) -> HttpRes
 @login_required
 @require_http_methods(["GET", "POST"])
 def role_request_new(request: HttpRequest, organisation_id: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(actor, organisation_id, Action.REQUEST_ROLE_CHANGE)
     form = RoleChangeForm(organisation, request.POST if request.method == "POST" else None)
     if form.is_valid():
@@ -182,7 +182,7 @@ def role_request_new(request: HttpRequest, organisation_id: int) -> HttpResponse
         else:
             messages.success(request, _("Request sent: another admin must approve it."))
             return redirect("accounts:role_requests", organisation_id=organisation.pk)
-    context = _tabs(actor, organisation) | {"form": form}
+    context = tabs_context(actor, organisation) | {"form": form}
     return render(request, "accounts/roles/new.html", context)
 
 
@@ -196,12 +196,12 @@ def _back_to_pending(change_request: RoleChangeRequest) -> HttpResponse:
 @login_required
 @require_POST
 def role_request_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     change_request = get_role_request_for_actor(actor, pk, Action.APPROVE_ROLE_CHANGE)
     try:
         role_requests.do_approve_role_change(actor, change_request, request.POST.get("note", ""))
     except (RuleViolation, RuleViolations) as error:
-        _show_refusal(request, error)
+        show_refusal(request, error)
     else:
         messages.success(request, _("Approved: the change is in effect."))
     return _back_to_pending(change_request)
@@ -210,12 +210,12 @@ def role_request_approve(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def role_request_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     change_request = get_role_request_for_actor(actor, pk, Action.APPROVE_ROLE_CHANGE)
     try:
         role_requests.do_reject_role_change(actor, change_request, request.POST.get("note", ""))
     except (RuleViolation, RuleViolations) as error:
-        _show_refusal(request, error)
+        show_refusal(request, error)
     else:
         messages.success(request, _("Rejected: nothing changes."))
     return _back_to_pending(change_request)
@@ -224,12 +224,12 @@ def role_request_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def role_request_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     change_request = get_role_request_for_actor(actor, pk, Action.REQUEST_ROLE_CHANGE)
     try:
         role_requests.do_withdraw_role_change(actor, change_request)
     except (RuleViolation, RuleViolations) as error:
-        _show_refusal(request, error)
+        show_refusal(request, error)
     else:
         messages.success(request, _("Request withdrawn."))
     return _back_to_pending(change_request)
@@ -241,7 +241,7 @@ def role_request_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def role_request_history(request: HttpRequest, organisation_id: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(actor, organisation_id, Action.VIEW_ACCESS_REVIEW)
     decided = (
         RoleChangeRequest.objects.filter(organisation=organisation)
@@ -250,23 +250,23 @@ def role_request_history(request: HttpRequest, organisation_id: int) -> HttpResp
         .order_by("-decided_at", "-pk")
     )
     page = Paginator(decided, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = _tabs(actor, organisation) | {"page": page}
+    context = tabs_context(actor, organisation) | {"page": page}
     return render(request, "accounts/roles/history.html", context)
 
 
 @login_required
 @require_GET
 def access_review(request: HttpRequest, organisation_id: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(actor, organisation_id, Action.VIEW_ACCESS_REVIEW)
-    context = _tabs(actor, organisation) | {"review": build_access_review(organisation)}
+    context = tabs_context(actor, organisation) | {"review": build_access_review(organisation)}
     return render(request, "accounts/roles/review.html", context)
 
 
 @login_required
 @require_GET
 def access_review_csv(request: HttpRequest, organisation_id: int) -> StreamingHttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(actor, organisation_id, Action.VIEW_ACCESS_REVIEW)
     review = role_requests.do_export_access_review(actor, organisation)
     header, rows = access_review_table(review)
@@ -281,7 +281,7 @@ def access_review_csv(request: HttpRequest, organisation_id: int) -> StreamingHt
 @login_required
 @require_POST
 def revoke_dormant(request: HttpRequest, organisation_id: int) -> HttpResponse:
-    actor = _actor(request)
+    actor = actor_of(request)
     organisation = get_organisation_for_access(actor, organisation_id, Action.REQUEST_ROLE_CHANGE)
     created = role_requests.do_request_dormant_revocations(actor, organisation)
     if created:

@@ -50,3 +50,11 @@ class RuleViolations(ValueError):
     def __init__(self, violations: list[RuleViolation]) -> None:
         self.violations = violations
         super().__init__("; ".join(f"{v.field}: {v.text()}" for v in violations))
+
+
+def raise_all(violations: list[RuleViolation]) -> None:
+    """Raise what was found: nothing, the one violation, or all of them together."""
+    if len(violations) == 1:
+        raise violations[0]
+    if violations:
+        raise RuleViolations(violations)
