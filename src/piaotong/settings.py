@@ -103,6 +103,11 @@ INSTALLED_APPS = [
     "piaotong.ledger",
     "piaotong.exchange",
     "piaotong.invoices",
+    "piaotong.documents",
+    "piaotong.verification",
+    "piaotong.deduction",
+    "piaotong.reconciliation",
+    "piaotong.filing",
     "piaotong.api",
 ]
 

@@ -11,6 +11,12 @@ urlpatterns = [
     path("", include("piaotong.invoices.urls")),
     path("accounts/", include("piaotong.accounts.urls")),
     path("audit/", include("piaotong.ledger.urls")),
+    path("documents/", include("piaotong.documents.urls")),
+    path("verify/", include("piaotong.verification.urls")),
+    path("deduction/", include("piaotong.deduction.urls")),
+    path("reconciliation/", include("piaotong.reconciliation.urls")),
+    path("filing/", include("piaotong.filing.urls")),
+    path("sync/", include("piaotong.exchange.urls")),
     path("api/v1/", api.urls),
     # The admin's own login form would skip the second factor: it sends people to ours.
     path(

@@ -10,9 +10,15 @@ from ninja.errors import AuthenticationError, ValidationError
 from piaotong.api.auth import AUTH
 from piaotong.api.errors import bulk_violations_json, violations_json
 from piaotong.api.idempotency import json_response
+from piaotong.deduction.api import router as deduction_router
+from piaotong.documents.api import router as documents_router
+from piaotong.exchange.api import router as exchange_router
+from piaotong.filing.api import router as filing_router
 from piaotong.invoices.actions import BulkViolations
 from piaotong.invoices.api import router as invoices_router
 from piaotong.lib.errors import RuleViolation, RuleViolations
+from piaotong.reconciliation.api import router as reconciliation_router
+from piaotong.verification.api import router as verification_router
 
 api = NinjaAPI(
     title="Piaotong 票通 API",
@@ -26,6 +32,12 @@ api = NinjaAPI(
     ),
 )
 api.add_router("/invoices", invoices_router)
+api.add_router("/documents", documents_router)
+api.add_router("/verify", verification_router)
+api.add_router("/deduction", deduction_router)
+api.add_router("/reconciliation", reconciliation_router)
+api.add_router("/filing", filing_router)
+api.add_router("/sync", exchange_router)
 
 
 def _simple(status: int, code: str, zh: str, en: str, field: str = "") -> HttpResponse:

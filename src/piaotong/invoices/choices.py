@@ -63,6 +63,36 @@ def can_transition(kind: str, current: str, target: str) -> bool:
     return InvoiceStatus(target) in TRANSITIONS[InvoiceStatus(current)]
 
 
+class AuthorityFlag(models.TextChoices):
+    """Flags set by the tax authority (the hub) only; they override the status mark."""
+
+    NONE = "", _("None")
+    OUT_OF_CONTROL = "out_of_control", _("Out of control (失控)")
+    ABNORMAL = "abnormal", _("Abnormal (异常)")
+
+
+# The status marks (状态标志) of verification results, in the words the real platform prints.
+STATUS_MARKS: dict[str, tuple[str, str]] = {
+    InvoiceStatus.ISSUED: ("正常", "Normal"),
+    InvoiceStatus.VOIDED: ("作废", "Voided"),
+    InvoiceStatus.PARTIALLY_RED_FLUSHED: ("部分红冲", "Partially red-flushed"),
+    InvoiceStatus.FULLY_RED_FLUSHED: ("全额红冲", "Fully red-flushed"),
+    AuthorityFlag.OUT_OF_CONTROL: ("失控", "Out of control"),
+    AuthorityFlag.ABNORMAL: ("异常", "Abnormal"),
+}
+
+
+def status_mark(status: str, authority_flag: str = "") -> tuple[str, str]:
+    """The (zh, en) status mark of an issued invoice: an authority flag wins over the status.
+
+    >>> status_mark("issued")
+    ('正常', 'Normal')
+    >>> status_mark("partially_red_flushed", "abnormal")
+    ('异常', 'Abnormal')
+    """
+    return STATUS_MARKS[authority_flag or status]
+
+
 class BuyerKind(models.TextChoices):
     ORGANISATION = "organisation", _("Organisation (单位)")
     PERSON = "person", _("Natural person (自然人)")

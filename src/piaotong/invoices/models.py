@@ -19,11 +19,13 @@ from piaotong.fields import EncryptedTextField
 from piaotong.invoices.choices import (
     PAPER_KINDS,
     SPECIAL_KINDS,
+    AuthorityFlag,
     BuyerKind,
     InvoiceKind,
     InvoiceStatus,
     LineKind,
     can_transition,
+    status_mark,
 )
 from piaotong.lib.money import RATES
 
@@ -115,6 +117,24 @@ class Invoice(models.Model):
     reviewer_name = models.CharField(max_length=150, blank=True)
     review_note = models.CharField(max_length=500, blank=True)
 
+    # A red-letter invoice (红字发票) reverses part or all of the blue invoice it points at; its
+    # amounts are negative. Blue invoices have no `red_of`.
+    red_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="red_invoices",
+        db_index=False,
+        verbose_name=_("red-letter invoice of"),
+    )
+    voided_at = models.DateTimeField(null=True, blank=True)
+    # Written only by the authority (the hub): 失控 / 异常.
+    authority_flag = models.CharField(
+        _("authority flag"), max_length=20, choices=AuthorityFlag.choices, blank=True, default=""
+    )
+    flagged_at = models.DateTimeField(null=True, blank=True)
+
     signing_key_id = models.CharField(max_length=32, blank=True)
     signature = models.CharField(max_length=120, blank=True)
     payload_hash = models.CharField(max_length=64, blank=True)
@@ -129,6 +149,11 @@ class Invoice(models.Model):
         indexes = [
             models.Index(fields=["seller", "-issue_date"], name="invoice_seller_date"),
             models.Index(fields=["buyer", "-issue_date"], name="invoice_buyer_date"),
+            models.Index(
+                fields=["red_of"],
+                name="invoice_red_of",
+                condition=models.Q(red_of__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -146,6 +171,15 @@ class Invoice(models.Model):
     def stream(self) -> str:
         """The ledger stream of this invoice."""
         return f"invoice:{self.uid}"
+
+    @property
+    def is_red(self) -> bool:
+        return self.red_of_id is not None
+
+    @property
+    def status_mark(self) -> tuple[str, str]:
+        """(zh, en) as verification prints it: 正常/作废/部分红冲/全额红冲/失控/异常."""
+        return status_mark(self.status, self.authority_flag)
 
     @property
     def is_special(self) -> bool:

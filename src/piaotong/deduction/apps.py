@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class DeductionConfig(AppConfig):
+    name = "piaotong.deduction"
+    label = "deduction"
+    verbose_name = _("Deduction")

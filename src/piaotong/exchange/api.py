@@ -1,0 +1,5 @@
+"""Endpoints under /api/v1/exchange."""
+
+from ninja import Router
+
+router = Router(tags=["exchange"])
