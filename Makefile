@@ -34,6 +34,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/issue.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/documents.py
+	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/reconcile.py
+	$(BIN)/python bench/filing.py
 
 clean:
 	rm -rf $(VENV) var

@@ -82,6 +82,9 @@ def run_child(script: Path, kind: str, extra: list[str]) -> int:
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "piaotong.settings")
+    # Document rendering after issue has its own benchmark (bench/documents.py); here it would
+    # compete for the same cores with what is being measured.
+    os.environ.setdefault("PIAOTONG_DOCUMENTS_RENDER", "off")
     import django
     from django.core.management import call_command
 

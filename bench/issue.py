@@ -8,11 +8,15 @@ Metrics:
   ledger event, audit entry, outbox row, quota and number locks). Target >= 0.25 x raw.
 - single_issue_p99_ms: target <= 15 ms.
 - bulk_issue_per_s: do_issue_invoices with 1,000 invoices per call. Target >= 5,000/s on PostgreSQL.
+
+Rendering of the issued invoices' documents is off (PIAOTONG_DOCUMENTS_RENDER=off): it runs
+after commit in a background thread and is measured by bench/documents.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +82,7 @@ def three_lines():  # type: ignore[no-untyped-def]
 
 
 def child(kind: str, singles: int, batches: int, lines: int) -> None:
+    os.environ.setdefault("PIAOTONG_DOCUMENTS_RENDER", "off")
     setup_django()
     from piaotong.accounts.access import Actor, actor_for_user
     from piaotong.accounts.choices import Role

@@ -15,6 +15,8 @@ def navigation(request: HttpRequest) -> dict[str, dict[str, bool]]:
     return {
         "nav": {
             "audit_log": bool(actor.organisation_ids(Action.VIEW_AUDIT_LOG)),
+            "red_letters": bool(actor.organisation_ids(Action.REQUEST_RED_LETTER)),
+            "invoices_export": bool(actor.organisation_ids(Action.VIEW_INVOICES)),
             # Costs a query only for tax officers (no grant of the action, no query).
             "registrations": bool(reviewing_regions(actor)),
         }

@@ -65,6 +65,13 @@ ORGS = [
         "00000BJ1",
         organisation_kind=OrganisationKind.TAX_BUREAU,
     ),
+    DemoOrg(
+        "platform",
+        "北京票通平台运营有限公司",
+        "110108",
+        "MA01PT00",
+        organisation_kind=OrganisationKind.PLATFORM,
+    ),
 ]
 # username, organisation key, role, full name
 USERS = [
@@ -74,6 +81,7 @@ USERS = [
     ("auditor", "yunfan", Role.AUDITOR, "赵审计"),
     ("admin", "yunfan", Role.ORG_ADMIN, "钱管理"),
     ("officer", "bureau", Role.TAX_OFFICER, "孙税务"),
+    ("platform", "platform", Role.PLATFORM_ADMIN, "林平台"),
     ("mingde.clerk", "mingde", Role.CLERK, "周开票"),
     ("mingde.reviewer", "mingde", Role.REVIEWER, "吴复核"),
     ("jinghua.clerk", "jinghua", Role.CLERK, "郑开票"),

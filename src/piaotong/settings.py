@@ -83,6 +83,13 @@ PIAOTONG_REGION = env_str("PIAOTONG_REGION", "11")
 PIAOTONG_CHANNEL = env_str("PIAOTONG_CHANNEL", "2")
 PIAOTONG_NODE_ID = env_str("PIAOTONG_NODE_ID", f"node-{PIAOTONG_REGION}")
 PIAOTONG_KEY_DIR = Path(env_str("PIAOTONG_KEY_DIR", str(VAR_DIR / "keys")))
+# Exchange between nodes (docs/exchange.md): the hub is region 00.
+PIAOTONG_NODE_ROLE = env_str("PIAOTONG_NODE_ROLE", "hub" if PIAOTONG_REGION == "00" else "regional")
+PIAOTONG_NATS_URL = env_str("PIAOTONG_NATS_URL", "")
+PIAOTONG_HUB_KEY_ID = env_str("PIAOTONG_HUB_KEY_ID", "")
+PIAOTONG_NATS_REPLICAS = env_int("PIAOTONG_NATS_REPLICAS", 1)
+PIAOTONG_SYNC_LAG_ALERT_SECONDS = env_int("PIAOTONG_SYNC_LAG_ALERT_SECONDS", 60)
+PIAOTONG_OUTBOX_AGE_ALERT_SECONDS = env_int("PIAOTONG_OUTBOX_AGE_ALERT_SECONDS", 300)
 PIAOTONG_MAX_BULK = env_int("PIAOTONG_MAX_BULK", 1000)
 if not (len(PIAOTONG_REGION) == 2 and PIAOTONG_REGION.isdigit()):
     raise ImproperlyConfigured(f"PIAOTONG_REGION={PIAOTONG_REGION!r}: two digits, e.g. 11")
@@ -108,6 +115,7 @@ INSTALLED_APPS = [
     "piaotong.deduction",
     "piaotong.reconciliation",
     "piaotong.filing",
+    "piaotong.support",
     "piaotong.api",
 ]
 
@@ -153,7 +161,9 @@ def _database() -> dict[str, object]:
         url = f"sqlite:///{VAR_DIR / 'piaotong.sqlite3'}"
     config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=60))
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        config["CONN_MAX_AGE"] = 0
+        # Connections are kept per worker thread: closing SQLite's last connection checkpoints
+        # the WAL to disk, ~20 ms on this kind of machine, on every request (docs/benchmarks.md).
+        config["CONN_MAX_AGE"] = env_int("PIAOTONG_SQLITE_CONN_MAX_AGE", 60)
         config["OPTIONS"] = {
             # IMMEDIATE takes the write lock at BEGIN: a read-then-write transaction (number
             # allocation) cannot deadlock on lock upgrade, it waits for `timeout` instead.
@@ -220,6 +230,29 @@ STORAGES = {
 }
 if env_bool("PIAOTONG_TESTING", False) or DEBUG:
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+
+# Invoice documents (PDF, OFD, XML) are rendered after the issuing transaction commits:
+# "background" (a renderer thread per process), "inline", or "off" (rendered on first download
+# or by `piaotong documents render`). Tests default to "off".
+PIAOTONG_DOCUMENTS_RENDER = env_str(
+    "PIAOTONG_DOCUMENTS_RENDER", "off" if env_bool("PIAOTONG_TESTING", False) else "background"
+)
+
+# Outgoing email (invitation links, invoice delivery). With no SMTP host configured, messages are
+# written as files under var/mail/ instead of being sent, so nothing pretends to be delivered.
+DEFAULT_FROM_EMAIL = env_str("PIAOTONG_MAIL_FROM", "票通 Piaotong <noreply@piaotong.invalid>")
+EMAIL_TIMEOUT = env_int("PIAOTONG_SMTP_TIMEOUT", 10)
+if os.environ.get("PIAOTONG_SMTP_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("PIAOTONG_SMTP_HOST", "")
+    EMAIL_PORT = env_int("PIAOTONG_SMTP_PORT", 25)
+    EMAIL_HOST_USER = env_str("PIAOTONG_SMTP_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("PIAOTONG_SMTP_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("PIAOTONG_SMTP_STARTTLS", False)
+    EMAIL_USE_SSL = env_bool("PIAOTONG_SMTP_SSL", False)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "invoices:dashboard"

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 
 from piaotong import health
 from piaotong.api.api import api
+from piaotong.exchange import views as exchange_views
 
 urlpatterns = [
     path("", include("piaotong.invoices.urls")),
@@ -17,6 +18,7 @@ urlpatterns = [
     path("reconciliation/", include("piaotong.reconciliation.urls")),
     path("filing/", include("piaotong.filing.urls")),
     path("sync/", include("piaotong.exchange.urls")),
+    path("support/", include("piaotong.support.urls")),
     path("api/v1/", api.urls),
     # The admin's own login form would skip the second factor: it sends people to ours.
     path(
@@ -27,4 +29,5 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
+    path("metrics", exchange_views.metrics),
 ]

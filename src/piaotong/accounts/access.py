@@ -23,6 +23,12 @@ API_SCOPE_ACTIONS: dict[ApiScope, frozenset[Action]] = {
     ApiScope.INVOICES_WRITE: frozenset(
         {Action.VIEW_INVOICES, Action.DRAFT_INVOICE, Action.ISSUE_INVOICE}
     ),
+    ApiScope.INVOICES_DELIVER: frozenset({Action.VIEW_INVOICES, Action.DELIVER_INVOICE}),
+    ApiScope.INVOICES_VERIFY: frozenset({Action.VERIFY_INVOICES, Action.TRACE_INVOICE}),
+    ApiScope.PURCHASES_READ: frozenset({Action.VIEW_PURCHASES}),
+    ApiScope.PURCHASES_RECONCILE: frozenset({Action.VIEW_PURCHASES, Action.RECONCILE_PURCHASES}),
+    # Voiding, red-letter, deduction and filing are deliberately not open to API keys: they are
+    # a finance manager's acts behind a second factor (docs/security.md).
 }
 
 

@@ -14,6 +14,7 @@ class OrganisationKind(models.TextChoices):
 
     TAXPAYER = "taxpayer", _("Taxpayer (纳税人)")
     TAX_BUREAU = "tax_bureau", _("Tax bureau (税务机关)")
+    PLATFORM = "platform", _("Platform operator (平台运营方)")
 
 
 class OrganisationStatus(models.TextChoices):
@@ -33,11 +34,16 @@ class Role(models.TextChoices):
     AUDITOR = "auditor", _("Auditor (审计员)")
     ORG_ADMIN = "org_admin", _("Organisation admin (单位管理员)")
     TAX_OFFICER = "tax_officer", _("Tax officer (税务人员)")
+    PLATFORM_ADMIN = "platform_admin", _("Platform admin (平台管理员)")
 
 
 class ApiScope(models.TextChoices):
     INVOICES_READ = "invoices:read", _("Read invoices")
     INVOICES_WRITE = "invoices:write", _("Create and issue invoices")
+    INVOICES_DELIVER = "invoices:deliver", _("Send invoices to buyers")
+    INVOICES_VERIFY = "invoices:verify", _("Verify invoices in bulk")
+    PURCHASES_READ = "purchases:read", _("Read received invoices")
+    PURCHASES_RECONCILE = "purchases:reconcile", _("Import and reconcile purchase records")
 
 
 class RoleChange(models.TextChoices):

@@ -29,7 +29,24 @@ class MultipleFileField(forms.FileField):
         return [super().clean(data, initial)] if data else []
 
 
-class RegistrationForm(forms.Form):
+class DocumentsForm(forms.Form):
+    """A form with qualification documents whose action reports RuleViolations."""
+
+    def uploads(self) -> list[DocumentUpload]:
+        # One byte more than allowed is enough to tell that a file is too large.
+        return [
+            DocumentUpload(upload.name or "", upload.read(MAX_DOCUMENT_BYTES + 1))
+            for upload in self.cleaned_data["documents"]
+        ]
+
+    def show(self, error: RuleViolation | RuleViolations) -> None:
+        violations = error.violations if isinstance(error, RuleViolations) else [error]
+        for violation in violations:
+            field = violation.field if violation.field in self.fields else None
+            self.add_error(field, violation.text())
+
+
+class RegistrationForm(DocumentsForm):
     name = forms.CharField(label=_("Organisation name"), max_length=200)
     tax_id = forms.CharField(label=_("Unified social credit code"), max_length=30)
     taxpayer_kind = forms.ChoiceField(label=_("Taxpayer kind"), choices=TaxpayerKind.choices)
@@ -55,18 +72,22 @@ class RegistrationForm(forms.Form):
         ),
     )
 
-    def uploads(self) -> list[DocumentUpload]:
-        # One byte more than allowed is enough to tell that a file is too large.
-        return [
-            DocumentUpload(upload.name or "", upload.read(MAX_DOCUMENT_BYTES + 1))
-            for upload in self.cleaned_data["documents"]
-        ]
 
-    def show(self, error: RuleViolation | RuleViolations) -> None:
-        violations = error.violations if isinstance(error, RuleViolations) else [error]
-        for violation in violations:
-            field = violation.field if violation.field in self.fields else None
-            self.add_error(field, violation.text())
+class ReapplyForm(DocumentsForm):
+    """Applying again after a rejection: new documents and what changed."""
+
+    applicant_note = forms.CharField(
+        label=_("What you corrected"),
+        max_length=MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("The tax officer reads this beside the reason for the rejection."),
+    )
+    documents = MultipleFileField(
+        label=_("Qualification documents (资质证明)"),
+        help_text=_(
+            "1 to 5 files, PDF, PNG or JPEG, at most 10 MB each: e.g. the business licence."
+        ),
+    )
 
 
 class ReviewForm(forms.Form):

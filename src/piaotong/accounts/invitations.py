@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import smtplib
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -229,6 +231,39 @@ def do_approve_invitation(actor: Actor, invitation: Invitation, note: str = "") 
             _details(invitation, note=invitation.decision_note, expires_at=expires_at.isoformat()),
         )
     return acceptance_path(token)
+
+
+def do_email_invitation(actor: Actor, invitation: Invitation, link: str) -> str:
+    """Email the acceptance link to the invitee, right after approval; returns "" or the error.
+
+    The outcome (never the link) is audited. A failure leaves the invitation valid: the approver
+    still sees the link once and can pass it on by hand.
+    """
+    organisation = invitation.organisation.name
+    subject = f"邀请加入 {organisation} · Invitation to join {organisation}"
+    body = (
+        f"{invitation.full_name}，您好：\n\n"
+        f"{organisation} 邀请您以「{invitation.get_role_display()}」身份使用票通。"
+        f"请在 7 天内打开以下链接设置用户名和密码（仅可使用一次）：\n{link}\n\n"
+        f"Hello {invitation.full_name},\n\n{organisation} invites you to Piaotong as "
+        f"{invitation.get_role_display()}. Open this link within 7 days to choose your username "
+        f"and password (it works once):\n{link}\n\n"
+        "如果您不认识该单位，请忽略本邮件。If you do not know this organisation, ignore this email.\n"
+    )
+    error = ""
+    try:
+        send_mail(subject, body, None, [invitation.email], fail_silently=False)
+    except (OSError, smtplib.SMTPException) as failure:
+        error = f"{type(failure).__name__}: {failure}"[:300]
+    with transaction.atomic():
+        record_audit(
+            actor,
+            "invitation.emailed" if not error else "invitation.email_failed",
+            _target(invitation),
+            invitation.organisation_id,
+            _details(invitation, error=error),
+        )
+    return error
 
 
 def do_reject_invitation(actor: Actor, invitation: Invitation, note: str) -> Invitation:

@@ -90,6 +90,9 @@ class Organisation(models.Model):
         User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    # After a rejection the applicant re-applies with new documents and says what changed.
+    applicant_note = models.TextField(_("applicant's note"), max_length=500, blank=True)
+    applications = models.PositiveSmallIntegerField(_("applications"), default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -122,6 +122,17 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.HANDLE_TICKETS,
         }
     ),
+    # The operator of the platform node: its health and its own staff, never a taxpayer's
+    # invoices, purchases or returns.
+    Role.PLATFORM_ADMIN: frozenset(
+        {
+            Action.VIEW_SYNC,
+            Action.VIEW_AUDIT_LOG,
+            Action.VIEW_ACCESS_REVIEW,
+            Action.REQUEST_ROLE_CHANGE,
+            Action.APPROVE_ROLE_CHANGE,
+        }
+    ),
 }
 
 

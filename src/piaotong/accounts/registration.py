@@ -161,6 +161,9 @@ def _organisation_violations(organisation: Organisation) -> list[RuleViolation]:
             )
         )
     violations = [v for v in violations if v.field != "region"]
+    existing = _existing_registration(organisation.tax_id)
+    if existing is not None:
+        violations = [v for v in violations if v.field != "tax_id"] + [existing]
     if not violations and organisation.region != settings.PIAOTONG_REGION:
         violations.append(
             RuleViolation(
@@ -173,6 +176,27 @@ def _organisation_violations(organisation: Organisation) -> list[RuleViolation]:
             )
         )
     return violations
+
+
+def _existing_registration(tax_id: str) -> RuleViolation | None:
+    """What to tell someone who applies with a code that is already registered or applied for.
+
+    Registration status is public (it is on the business registry); who the admin is is not.
+    """
+    status = Organisation.objects.filter(tax_id=tax_id).values_list("status", flat=True).first()
+    if status is None:
+        return None
+    if status == OrganisationStatus.REJECTED:
+        message = _(
+            "This code's earlier application was rejected. Log in with the admin account that applied and re-apply from the dashboard with corrected documents."
+        )
+    elif status == OrganisationStatus.PENDING:
+        message = _(
+            "This code already has an application awaiting the tax bureau's review; wait for the decision."
+        )
+    else:
+        message = _("This organisation is already registered; ask its admin to invite you instead.")
+    return RuleViolation("tax_id", f"already_{status}", message)
 
 
 def _user_violations(application: RegistrationApplication) -> list[RuleViolation]:
@@ -303,6 +327,125 @@ def _document(
     )
     stored.append(str(document.file.name))
     return document
+
+
+def _applying_admin(actor: Actor, organisation: Organisation) -> None:
+    if (
+        actor.user is None
+        or not Membership.objects.filter(
+            user=actor.user, organisation=organisation, role=Role.ORG_ADMIN
+        ).exists()
+    ):
+        # Not one of its admins: as far as this user is concerned it does not exist.
+        raise Organisation.DoesNotExist(f"{actor.label} administers no {organisation.tax_id}")
+
+
+def do_reapply_for_registration(
+    actor: Actor,
+    organisation: Organisation,
+    documents: Sequence[DocumentUpload],
+    note: str,
+    *,
+    ip: str = "",
+    now: datetime | None = None,
+) -> Organisation:
+    """Apply again after a rejection: new documents and a note on what changed, by an admin of
+    the organisation. Earlier documents and decisions stay on record (documents, audit chain)."""
+    now = now or timezone.now()
+    _applying_admin(actor, organisation)
+    _refuse_if_throttled(ip, now)
+    violations: list[RuleViolation] = []
+    organisation = Organisation.objects.get(pk=organisation.pk)
+    if not organisation.is_rejected:
+        violations.append(
+            RuleViolation(
+                "status",
+                "not_rejected",
+                _("Only a rejected registration can be applied for again; this one is %(status)s."),
+                {"status": organisation.get_status_display()},
+            )
+        )
+    if not note.strip():
+        violations.append(
+            RuleViolation(
+                "applicant_note",
+                "required",
+                _("Say what you corrected since the rejection, so the tax officer can check it."),
+            )
+        )
+    elif len(note.strip()) > MAX_TEXT:
+        violations.append(
+            RuleViolation(
+                "applicant_note",
+                "too_long",
+                _("Keep it to %(limit)s characters or fewer; it has %(length)s."),
+                {"limit": MAX_TEXT, "length": len(note.strip())},
+            )
+        )
+    try:
+        checked = check_documents(documents)
+    except RuleViolation as one:
+        violations.append(one)
+        checked = []
+    except RuleViolations as many:
+        violations += many.violations
+        checked = []
+    raise_all(violations)
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            locked = Organisation.objects.select_for_update().get(pk=organisation.pk)
+            if not locked.is_rejected:  # decided or re-applied meanwhile
+                raise RuleViolation(
+                    "status",
+                    "not_rejected",
+                    _(
+                        "Only a rejected registration can be applied for again; this one is %(status)s."
+                    ),
+                    {"status": locked.get_status_display()},
+                )
+            previous = {
+                "note": locked.review_note,
+                "reviewed_at": locked.reviewed_at.isoformat() if locked.reviewed_at else "",
+            }
+            locked.status = OrganisationStatus.PENDING
+            locked.applicant_note = note.strip()
+            locked.applications += 1
+            locked.review_note, locked.reviewed_by, locked.reviewed_at = "", None, None
+            locked.save(
+                update_fields=[
+                    "status",
+                    "applicant_note",
+                    "applications",
+                    "review_note",
+                    "reviewed_by",
+                    "reviewed_at",
+                ]
+            )
+            assert actor.user is not None
+            rows = [_document(locked, actor.user, item, stored) for item in checked]
+            QualificationDocument.objects.bulk_create(rows)
+            throttle.record_registration(ip, now)
+            record_audit(
+                actor,
+                "registration.reapplied",
+                f"organisation:{locked.tax_id}",
+                locked.pk,
+                {
+                    "application": locked.applications,
+                    "note": locked.applicant_note,
+                    "rejection": previous,
+                    "documents": [
+                        {"name": d.original_name, "sha256": d.sha256, "type": d.content_type}
+                        for d in rows
+                    ],
+                },
+            )
+    except BaseException:
+        for name in stored:
+            default_storage.delete(name)
+        raise
+    return locked
 
 
 # --- Review by the tax authority ----------------------------------------------------------

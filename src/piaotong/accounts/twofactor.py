@@ -21,7 +21,15 @@ from piaotong.accounts.choices import Role
 from piaotong.accounts.models import Membership, RecoveryCode, TotpDevice, User
 from piaotong.lib import totp
 
-MANDATORY_ROLES = frozenset({Role.REVIEWER, Role.FINANCE_MANAGER, Role.ORG_ADMIN, Role.TAX_OFFICER})
+MANDATORY_ROLES = frozenset(
+    {
+        Role.REVIEWER,
+        Role.FINANCE_MANAGER,
+        Role.ORG_ADMIN,
+        Role.TAX_OFFICER,
+        Role.PLATFORM_ADMIN,
+    }
+)
 RECOVERY_CODE_COUNT = 10
 # 16 characters of a 32-letter alphabet: 80 random bits, in four groups a person can copy.
 RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

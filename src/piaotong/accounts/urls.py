@@ -16,6 +16,11 @@ urlpatterns = [
     # Registration of organisations and its review by the tax authority.
     path("register/", views_registration.register, name="register"),
     path("register/done/", views_registration.register_done, name="register_done"),
+    path(
+        "register/<int:organisation_id>/reapply/",
+        views_registration.reapply,
+        name="register_reapply",
+    ),
     path("registrations/", views_registration.registrations, name="registrations"),
     path(
         "registrations/<int:organisation_id>/",

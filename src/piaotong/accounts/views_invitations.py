@@ -110,9 +110,12 @@ def invitation_approve(request: HttpRequest, pk: int) -> HttpResponse:
     except (RuleViolation, RuleViolations) as error:
         show_refusal(request, error)
         return _back(invitation)
+    link = request.build_absolute_uri(path)
+    email_error = invitations.do_email_invitation(actor, invitation, link)
     context = tabs_context(actor, invitation.organisation) | {
         "invitation": invitation,
-        "link": request.build_absolute_uri(path),
+        "link": link,
+        "email_error": email_error,
     }
     return render(request, "accounts/roles/invitation_link.html", context)
 

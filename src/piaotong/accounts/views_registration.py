@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -28,8 +28,9 @@ from piaotong.accounts.access import (
     reviewing_regions,
 )
 from piaotong.accounts.choices import OrganisationStatus, Role
-from piaotong.accounts.forms_registration import RegistrationForm, ReviewForm
-from piaotong.accounts.models import Membership
+from piaotong.accounts.forms_registration import ReapplyForm, RegistrationForm, ReviewForm
+from piaotong.accounts.models import Membership, Organisation
+from piaotong.ledger.models import AuditEntry
 from piaotong.lib.errors import RuleViolation, RuleViolations
 
 
@@ -64,6 +65,35 @@ def register_done(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def reapply(request: HttpRequest, organisation_id: int) -> HttpResponse:
+    """A rejected applicant's admin applies again with corrected documents."""
+    actor = _actor(request)
+    organisation = Organisation.objects.filter(
+        pk=organisation_id, memberships__user=actor.user, memberships__role=Role.ORG_ADMIN
+    ).first()
+    if organisation is None:
+        raise Http404
+    form = ReapplyForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            registration.do_reapply_for_registration(
+                actor,
+                organisation,
+                form.uploads(),
+                form.cleaned_data["applicant_note"],
+                ip=throttle.client_ip(request),
+            )
+        except (RuleViolation, RuleViolations) as error:
+            form.show(error)
+        else:
+            messages.success(request, _("Application sent again; the tax bureau will review it."))
+            return redirect("invoices:dashboard")
+    context = {"form": form, "organisation": organisation}
+    return render(request, "accounts/registration/reapply.html", context)
+
+
+@login_required
 @require_GET
 def registrations(request: HttpRequest) -> HttpResponse:
     actor = _actor(request)
@@ -85,9 +115,13 @@ def registration_detail(request: HttpRequest, organisation_id: int) -> HttpRespo
     admins = Membership.objects.filter(
         organisation=organisation, role=Role.ORG_ADMIN
     ).select_related("user")
+    rejections = AuditEntry.objects.filter(
+        organisation_id=organisation.pk, action="registration.rejected"
+    ).order_by("seq")
     context = {
         "organisation": organisation,
-        "documents": organisation.documents.all(),
+        "rejections": rejections,
+        "documents": organisation.documents.order_by("-uploaded_at", "-pk"),
         "admins": [m.user for m in admins],
         "form": ReviewForm(),
     }

@@ -6,3 +6,6 @@ class DeductionConfig(AppConfig):
     name = "piaotong.deduction"
     label = "deduction"
     verbose_name = _("Deduction")
+
+    def ready(self) -> None:
+        from piaotong.deduction import appliers  # noqa: F401  (registers on import)

@@ -71,3 +71,26 @@ def test_it_switches_the_interface_to_english(page, live_server, org_a, clerk):
     page.click("button[name=language][value=en]")
     page.wait_for_function("document.documentElement.lang === 'en'")
     assert page.get_attribute("html", "lang") == "en"
+
+
+def test_it_keeps_a_rate_chosen_while_the_rate_list_is_still_loading(
+    page, live_server, org_a, clerk
+):
+    """A slow rate-list answer to the code change must not reset a rate picked meanwhile."""
+    slow: list[str] = []
+
+    def delay(route) -> None:
+        slow.append(route.request.url)
+        page.wait_for_timeout(800)
+        route.continue_()
+
+    log_in(page, live_server, "clerk")
+    page.goto(f"{live_server.url}/invoices/new/")
+    page.route("**/invoices/new/rates/**", delay)
+    page.fill("input[name=lines-0-tax_code]", "3040201030000000000")
+    page.dispatch_event("input[name=lines-0-tax_code]", "change")  # the slow request starts
+    page.select_option("select[name=lines-0-tax_rate]", "0.06")  # picked before it answers
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(1_000)
+    assert slow, "the rate list was never asked for"
+    assert page.input_value("select[name=lines-0-tax_rate]") == "0.06"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.access import Actor, reviewing_regions
 from piaotong.accounts.models import Organisation
 from piaotong.accounts.permissions import Action
-from piaotong.invoices.models import Invoice, InvoiceQuerySet
+from piaotong.invoices.models import Invoice, InvoiceQuerySet, RedLetterConfirmation
 from piaotong.lib.errors import RuleViolation
 
 
@@ -28,6 +28,12 @@ def visible_invoices(actor: Actor) -> InvoiceQuerySet:
     if regions:
         visible |= Q(number__isnull=False, seller__region__in=regions)
     return Invoice.objects.filter(visible)
+
+
+def require_invoice_reader(actor: Actor) -> None:
+    """Refuse listing to someone whose roles read no invoices at all (e.g. a platform admin)."""
+    if not actor.organisation_ids(Action.VIEW_INVOICES):
+        raise PermissionDenied(_("None of your roles may read invoices."))
 
 
 def get_invoice_for_actor(actor: Actor, ref: str) -> Invoice:
@@ -61,3 +67,29 @@ def get_seller_for_actor(actor: Actor, tax_id: str | None, action: Action) -> Or
             {"count": len(org_ids)},
         )
     return Organisation.objects.get(pk=org_ids[0])
+
+
+def visible_confirmations(actor: Actor) -> QuerySet[RedLetterConfirmation]:
+    """Red-letter confirmations (红字确认单) about invoices the actor's organisations sold or
+    received: the seller and the buyer both see, and answer, what concerns them."""
+    org_ids = actor.organisation_ids(Action.VIEW_INVOICES)
+    return RedLetterConfirmation.objects.filter(
+        Q(blue_invoice__seller_id__in=org_ids) | Q(blue_invoice__buyer_id__in=org_ids)
+    )
+
+
+def get_confirmation_for_actor(actor: Actor, ref: str) -> RedLetterConfirmation:
+    """A confirmation by its id (UUID), or 404 if it does not exist for this actor."""
+    try:
+        uid = uuid.UUID(str(ref))
+    except ValueError:
+        raise Http404("No such red-letter confirmation") from None
+    found = (
+        visible_confirmations(actor)
+        .select_related("blue_invoice__seller", "blue_invoice__buyer", "red_invoice")
+        .filter(uid=uid)
+        .first()
+    )
+    if found is None:
+        raise Http404("No such red-letter confirmation")
+    return found

@@ -9,7 +9,12 @@ from piaotong.accounts.access import Actor
 from piaotong.accounts.permissions import Action
 from piaotong.api.idempotency import idempotent, json_response
 from piaotong.invoices import actions
-from piaotong.invoices.access import get_invoice_for_actor, get_seller_for_actor, visible_invoices
+from piaotong.invoices.access import (
+    get_invoice_for_actor,
+    get_seller_for_actor,
+    require_invoice_reader,
+    visible_invoices,
+)
 from piaotong.invoices.queries import filter_invoices
 from piaotong.invoices.schemas import (
     BulkIn,
@@ -120,7 +125,9 @@ def list_invoices(
     request: HttpRequest, filters: Query[InvoiceFilters], page: int = 1, page_size: int = 50
 ) -> HttpResponse:
     page, page_size = max(page, 1), min(max(page_size, 1), 500)
-    invoices = filter_invoices(visible_invoices(_actor(request)), **filters.model_dump())
+    actor = _actor(request)
+    require_invoice_reader(actor)
+    invoices = filter_invoices(visible_invoices(actor), **filters.model_dump())
     total = invoices.count()
     start = (page - 1) * page_size
     rows = invoices.order_by("-issue_date", "-id")[start : start + page_size]
@@ -133,3 +140,9 @@ def list_invoices(
             "results": [invoice_summary(i) for i in rows],
         },
     )
+
+
+# Red-letter and void endpoints live in their own module, under the same /invoices prefix.
+from piaotong.invoices.api_redletter import router as redletter_router  # noqa: E402
+
+router.add_router("", redletter_router)

@@ -6,3 +6,6 @@ class InvoicesConfig(AppConfig):
     name = "piaotong.invoices"
     label = "invoices"
     verbose_name = _("Invoices")
+
+    def ready(self) -> None:
+        from piaotong.invoices import appliers  # noqa: F401  (registers on import)

@@ -102,3 +102,73 @@ class LineKind(models.IntegerChoices):
     NORMAL = 0, _("Normal line")
     DISCOUNT = 1, _("Discount line (折扣行)")
     DISCOUNTED = 2, _("Discounted line (被折扣行)")
+
+
+class RedLetterReason(models.TextChoices):
+    """Why an invoice is reversed (红冲原因), with the platform codes (china-einvoice.md §6)."""
+
+    INVOICING_ERROR = "01", _("Invoicing error (开票有误)")
+    SALES_RETURN = "02", _("Sales return (销货退回)")
+    SERVICE_TERMINATED = "03", _("Service terminated (服务终止)")
+    SALES_ALLOWANCE = "04", _("Sales allowance (销售折让)")
+
+
+# Partial reversal (部分红冲) only for returns and allowances; the other reasons reverse in full.
+PARTIAL_REASONS = frozenset({RedLetterReason.SALES_RETURN, RedLetterReason.SALES_ALLOWANCE})
+
+
+class RedLetterSide(models.TextChoices):
+    """Which party files or answers a 红字发票信息确认单."""
+
+    SELLER = "seller", _("Seller (销方)")
+    BUYER = "buyer", _("Buyer (购方)")
+
+
+class RedLetterStatus(models.TextChoices):
+    """States of a 确认单. The platform's codes 01-08 follow from (status, initiator side)."""
+
+    NO_CONFIRMATION_NEEDED = "no_confirmation_needed", _("No confirmation needed (无需确认)")
+    PENDING = "pending", _("Awaiting the counterparty (待对方确认)")
+    CONFIRMED = "confirmed", _("Confirmed by both parties (购销双方已确认)")
+    REFUSED = "refused", _("Refused by the counterparty (对方已拒绝)")
+    EXPIRED = "expired", _("Not confirmed within 72 hours (超时作废)")
+    WITHDRAWN = "withdrawn", _("Withdrawn by the initiator (发起方已撤销)")
+    ISSUED = "issued", _("Red invoice issued (已开具红字发票)")
+
+
+RL = RedLetterStatus
+# Requests that still hold part of the blue invoice's amount: it cannot be requested twice.
+OPEN_RED_LETTER = frozenset({RL.PENDING, RL.CONFIRMED, RL.NO_CONFIRMATION_NEEDED})
+RESERVING_RED_LETTER = OPEN_RED_LETTER | {RL.ISSUED}
+RED_LETTER_TRANSITIONS: dict[RedLetterStatus, frozenset[RedLetterStatus]] = {
+    RL.PENDING: frozenset({RL.CONFIRMED, RL.REFUSED, RL.EXPIRED, RL.WITHDRAWN}),
+    RL.CONFIRMED: frozenset({RL.ISSUED, RL.REFUSED, RL.EXPIRED, RL.WITHDRAWN}),
+    RL.NO_CONFIRMATION_NEEDED: frozenset({RL.ISSUED}),
+    RL.REFUSED: frozenset(),
+    RL.EXPIRED: frozenset(),
+    RL.WITHDRAWN: frozenset(),
+    RL.ISSUED: frozenset(),
+}
+
+
+def red_letter_platform_code(status: str, initiator_side: str, confirmation_required: bool) -> str:
+    """The 确认单 state code of the tax platforms (china-einvoice.md §6).
+
+    >>> red_letter_platform_code("pending", "seller", True), red_letter_platform_code("pending", "buyer", True)
+    ('02', '03')
+    >>> red_letter_platform_code("issued", "seller", False), red_letter_platform_code("issued", "buyer", True)
+    ('01', '04')
+    >>> red_letter_platform_code("refused", "buyer", True), red_letter_platform_code("expired", "seller", True)
+    ('06', '07')
+    """
+    if not confirmation_required:
+        return "01"
+    seller = initiator_side == RedLetterSide.SELLER
+    return {
+        RL.PENDING: "02" if seller else "03",
+        RL.CONFIRMED: "04",
+        RL.ISSUED: "04",
+        RL.REFUSED: "05" if seller else "06",
+        RL.EXPIRED: "07",
+        RL.WITHDRAWN: "08",
+    }.get(RedLetterStatus(status), "01")

@@ -24,7 +24,11 @@ from piaotong.invoices.choices import (
     InvoiceKind,
     InvoiceStatus,
     LineKind,
+    RedLetterReason,
+    RedLetterSide,
+    RedLetterStatus,
     can_transition,
+    red_letter_platform_code,
     status_mark,
 )
 from piaotong.lib.money import RATES
@@ -275,3 +279,140 @@ class QuotaUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation_id} {self.period}: {self.used}"
+
+
+class RedLetterConfirmation(models.Model):
+    """A red-letter information confirmation (红字发票信息确认单): one party's request to reverse
+    all or part of a blue invoice, the counterparty's answer, and the red invoice it led to.
+
+    Invariants: `lines` reverse positions of the blue invoice with negative amount and tax, and
+    the totals are their sums; together with the other open or issued confirmations of the same
+    blue invoice they never exceed its lines (no over-reversal). `red_invoice` is set only in
+    status issued, on the seller's home node. A request that needs no confirmation (无需确认)
+    was filed by the seller, in full, before the buyer booked or confirmed use of the invoice.
+    Answers come only from the counterparty, before `expires_at` (72 hours after filing).
+    `uid` is the same on every node that holds the request.
+    """
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    blue_invoice = models.ForeignKey(
+        Invoice,
+        on_delete=models.PROTECT,
+        related_name="red_letter_confirmations",
+        verbose_name=_("blue invoice"),
+    )
+    initiator_side = models.CharField(
+        _("initiated by"), max_length=10, choices=RedLetterSide.choices
+    )
+    initiator = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    initiator_name = models.CharField(max_length=200)
+    reason = models.CharField(_("reason"), max_length=2, choices=RedLetterReason.choices)
+    is_full = models.BooleanField(_("full reversal"), default=True)
+    lines = models.JSONField(default=list)  # [{"position", "amount", "tax", "quantity"}]
+    total_amount = money_field(_("total amount"))
+    total_tax = money_field(_("total tax"))
+    total_with_tax = money_field(_("total with tax"))
+    status = models.CharField(
+        _("status"), max_length=30, choices=RedLetterStatus.choices, default=RedLetterStatus.PENDING
+    )
+    confirmation_required = models.BooleanField(default=True)
+
+    requested_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    requested_by_label = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    answered_by_label = models.CharField(max_length=150, blank=True)
+    refusal_reason = models.CharField(_("reason for refusing"), max_length=500, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    red_invoice = models.OneToOneField(
+        Invoice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="red_letter_confirmation",
+    )
+    red_number = models.CharField(max_length=20, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                name="red_letter_pending_expiry",
+                condition=models.Q(status="pending"),
+            ),
+        ]
+        verbose_name = _("red-letter confirmation")
+
+    def __str__(self) -> str:
+        return f"确认单 {self.uid} ({self.status})"
+
+    @property
+    def counterparty_side(self) -> RedLetterSide:
+        if self.initiator_side == RedLetterSide.SELLER:
+            return RedLetterSide.BUYER
+        return RedLetterSide.SELLER
+
+    @property
+    def platform_code(self) -> str:
+        return red_letter_platform_code(
+            self.status, self.initiator_side, self.confirmation_required
+        )
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == RedLetterStatus.PENDING
+
+
+class ExportJob(models.Model):
+    """A large export (导出任务) built in the background: the filtered invoice list as an Excel
+    workbook, optionally zipped with the PDF of every invoice.
+
+    Invariants: only its requester downloads it; `rows_done <= rows_total`; the file exists
+    exactly while status is done and it has not expired; a job whose heartbeat stopped is
+    reported as stalled and can be started again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued (排队中)")
+        RUNNING = "running", _("Running (进行中)")
+        DONE = "done", _("Ready (已完成)")
+        FAILED = "failed", _("Failed (失败)")
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    organisation_ids = models.JSONField(default=list)
+    filters = models.JSONField(default=dict)
+    with_documents = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("export job")
+
+    def __str__(self) -> str:
+        return f"export {self.uid}"
+
+    @property
+    def percent(self) -> int:
+        if not self.rows_total:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, self.rows_done * 100 // self.rows_total)

@@ -1,40 +1,43 @@
 """Number allocation (赋码): unique and gapless per (year, region, channel).
 
-The sequence row is bumped with UPDATE ... RETURNING, which locks it for the rest of the issuing
-transaction: concurrent issuers queue on it and a rolled-back issue gives its numbers back. That
-serialises issuing per key on purpose: gapless numbering cannot be had any other way.
+The sequence row is bumped, or created for the first number of a year, by one INSERT ... ON
+CONFLICT DO UPDATE ... RETURNING, which locks it for the rest of the issuing transaction:
+concurrent issuers queue on it and a rolled-back issue gives its numbers back. That serialises
+issuing per key on purpose: gapless numbering cannot be had any other way.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
 
+from piaotong.fastsql import Rows
 from piaotong.invoices.models import NumberSequence
 from piaotong.lib.invoice_numbers import compose_number
 
+_TABLE = NumberSequence._meta.db_table
 _BUMP = (
-    f"UPDATE {NumberSequence._meta.db_table} SET last_value = last_value + %s "  # noqa: S608 - table name is ours
-    "WHERE year = %s AND region = %s AND channel = %s RETURNING last_value"
+    f"INSERT INTO {_TABLE} (year, region, channel, last_value) VALUES (%s, %s, %s, %s) "  # noqa: S608 - table name is ours
+    "ON CONFLICT (year, region, channel) "
+    f"DO UPDATE SET last_value = {_TABLE}.last_value + excluded.last_value RETURNING last_value"
 )
 
 
-def _bump(year: int, region: str, channel: str, count: int) -> int | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_BUMP, [count, year, region, channel])
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
+def reserve_numbers(year: int, count: int) -> Rows:
+    """Take `count` numbers of this node's region and channel; read them with `numbers_from`.
+
+    Under `fastsql.pipeline()` the statement is sent at once and its answer read later.
+    """
+    return Rows(_BUMP, [year, settings.PIAOTONG_REGION, settings.PIAOTONG_CHANNEL, count])
+
+
+def numbers_from(reserved: Rows, year: int, count: int) -> list[str]:
+    row = reserved.first()
+    assert row is not None
+    last = int(row[0])
+    region, channel = settings.PIAOTONG_REGION, settings.PIAOTONG_CHANNEL
+    return [compose_number(year, region, channel, n) for n in range(last - count + 1, last + 1)]
 
 
 def allocate_numbers(year: int, count: int = 1) -> list[str]:
     """Reserve `count` consecutive numbers for this node's region and channel."""
-    region, channel = settings.PIAOTONG_REGION, settings.PIAOTONG_CHANNEL
-    last = _bump(year, region, channel, count)
-    if last is None:
-        # First number of the year: create the row without racing a concurrent first issuer.
-        NumberSequence.objects.bulk_create(
-            [NumberSequence(year=year, region=region, channel=channel)], ignore_conflicts=True
-        )
-        last = _bump(year, region, channel, count)
-        assert last is not None
-    return [compose_number(year, region, channel, n) for n in range(last - count + 1, last + 1)]
+    return numbers_from(reserve_numbers(year, count), year, count)

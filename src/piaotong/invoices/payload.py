@@ -34,7 +34,9 @@ def line_payload(line: InvoiceLine) -> dict[str, Any]:
 
 
 def invoice_payload(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str, Any]:
-    return {
+    """Blue invoices have exactly these keys; a red-letter invoice (红字发票) adds `red_of`, the
+    number of the blue invoice it reverses (its remarks name the confirmation as well)."""
+    payload = {
         "schema": PAYLOAD_SCHEMA,
         "version": PAYLOAD_VERSION,
         "number": invoice.number,
@@ -62,3 +64,6 @@ def invoice_payload(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
         "issuer": invoice.issuer_name,
         "reviewer": invoice.reviewer_name,
     }
+    if invoice.red_of is not None:
+        payload["red_of"] = {"number": invoice.red_of.number}
+    return payload

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -32,6 +32,9 @@ from piaotong.lib.taxid import validate_resident_id, validate_taxpayer_id
 
 MAX_LINES = 2000
 T = TypeVar("T")
+# Looked up once: `TextChoices.values` builds a new list on every access.
+_KINDS = frozenset(InvoiceKind.values)
+_BUYER_KINDS = frozenset(BuyerKind.values)
 # Markup has no place on an invoice; refusing it keeps names safe in every renderer (PDF, OFD,
 # XML, HTML, spreadsheets) instead of trusting each one to escape correctly.
 FORBIDDEN_TEXT = re.compile(r"[<>\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -86,10 +89,13 @@ class CheckedInvoice:
 @dataclass
 class _Collector:
     violations: list[RuleViolation] = field(default_factory=list)
+    prefix: str = ""
 
-    def run(self, check: Callable[[], T], prefix: str = "") -> T | None:
+    def run(self, check: Callable[..., T], *args: Any) -> T | None:
+        """`check(*args)`, or None with its violations collected (nested under `prefix`)."""
+        prefix = self.prefix
         try:
-            return check()
+            return check(*args)
         except RuleViolation as violation:
             self.violations.append(violation.at(prefix) if prefix else violation)
         except RuleViolations as many:
@@ -189,13 +195,13 @@ class _LineFacts:
 
 def _check_line(line: LineDraft, taxpayer_kind: str) -> _LineFacts:
     collector = _Collector()
-    name = collector.run(lambda: check_text("item_name", line.item_name, 90, required=True))
-    collector.run(lambda: check_text("spec", line.spec, 40))
-    collector.run(lambda: check_text("unit", line.unit, 20))
-    tax_code = collector.run(lambda: get_tax_code(line.tax_code.strip()))
-    rate = collector.run(lambda: parse_rate(line.tax_rate))
+    name = collector.run(check_text, "item_name", line.item_name, 90, True)
+    collector.run(check_text, "spec", line.spec, 40)
+    collector.run(check_text, "unit", line.unit, 20)
+    tax_code = collector.run(get_tax_code, line.tax_code.strip())
+    rate = collector.run(parse_rate, line.tax_rate)
     if rate is not None and tax_code is not None:
-        collector.run(lambda: check_rate_allowed(tax_code, rate))
+        collector.run(check_rate_allowed, tax_code, rate)
     if rate is not None and rate.key not in rates_for_taxpayer(taxpayer_kind):  # type: ignore[arg-type]
         collector.violations.append(
             RuleViolation(
@@ -235,39 +241,41 @@ def _check_lines(
             )
         )
         return []
-    return [
-        collector.run(lambda line=line: _check_line(line, taxpayer_kind), f"lines.{index}")  # type: ignore[misc]
-        for index, line in enumerate(lines)
-    ]
+    facts: list[_LineFacts | None] = []
+    for index, line in enumerate(lines):
+        collector.prefix = f"lines.{index}"
+        facts.append(collector.run(_check_line, line, taxpayer_kind))
+    collector.prefix = ""
+    return facts
 
 
 def check_draft(draft: InvoiceDraft, taxpayer_kind: str) -> CheckedInvoice:
     """Check a draft completely; raise `RuleViolations` listing every problem found."""
     collector = _Collector()
-    if draft.kind not in InvoiceKind.values:
+    if draft.kind not in _KINDS:
         collector.violations.append(
             RuleViolation(
                 "kind", "unknown_kind", _("Unknown invoice kind; choose 数电专票 or 数电普票.")
             )
         )
-    if draft.buyer_kind not in BuyerKind.values:
+    if draft.buyer_kind not in _BUYER_KINDS:
         collector.violations.append(
             RuleViolation(
                 "buyer_kind", "unknown_buyer_kind", _("Buyer kind must be organisation or person.")
             )
         )
-    collector.run(lambda: check_text("buyer_name", draft.buyer_name, 100, required=True))
-    collector.run(lambda: check_text("buyer_address", draft.buyer_address, 200))
-    collector.run(lambda: check_text("buyer_bank", draft.buyer_bank, 200))
-    collector.run(lambda: check_text("buyer_phone", draft.buyer_phone, 20))
-    collector.run(lambda: check_email("buyer_email", draft.buyer_email))
-    collector.run(lambda: check_text("remarks", draft.remarks, 230))
-    buyer_tax_id = collector.run(lambda: _check_buyer_tax_id(draft))
+    collector.run(check_text, "buyer_name", draft.buyer_name, 100, True)
+    collector.run(check_text, "buyer_address", draft.buyer_address, 200)
+    collector.run(check_text, "buyer_bank", draft.buyer_bank, 200)
+    collector.run(check_text, "buyer_phone", draft.buyer_phone, 20)
+    collector.run(check_email, "buyer_email", draft.buyer_email)
+    collector.run(check_text, "remarks", draft.remarks, 230)
+    buyer_tax_id = collector.run(_check_buyer_tax_id, draft)
     facts = _check_lines(draft.lines, taxpayer_kind, collector)
     if collector.violations or any(f is None for f in facts):
         raise RuleViolations(collector.violations)
     checked_facts = [f for f in facts if f is not None]
-    result = collector.run(lambda: check_invoice([f.amounts_input for f in checked_facts]))
+    result = collector.run(check_invoice, [f.amounts_input for f in checked_facts])
     if result is None:
         raise RuleViolations(collector.violations)
     amounts, totals = result

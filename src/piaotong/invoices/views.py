@@ -38,7 +38,7 @@ from piaotong.accounts.access import Actor, actor_for_request
 from piaotong.accounts.models import Organisation
 from piaotong.accounts.permissions import Action
 from piaotong.invoices import actions
-from piaotong.invoices.access import get_invoice_for_actor, visible_invoices
+from piaotong.invoices.access import get_invoice_for_actor, require_invoice_reader, visible_invoices
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.export import write_invoices_xlsx
 from piaotong.invoices.forms import (
@@ -434,6 +434,7 @@ def reject(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
 @require_GET
 def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
     actor = _actor(request)
+    require_invoice_reader(actor)
     filters = ListFilterForm(request.GET)
     invoices = filter_invoices(visible_invoices(actor), **filters.filters()).order_by(
         "-created_at", "-id"
@@ -492,6 +493,7 @@ def invoice_detail(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
         "invoice": invoice,
         "lines": list(invoice.lines.all()),
         "may_submit": is_draft and actor.can(Action.DRAFT_INVOICE, seller_id),
+        "may_deliver": not is_draft and actor.can(Action.DELIVER_INVOICE, seller_id),
         "may_edit": is_draft and actor.can(Action.DRAFT_INVOICE, seller_id),
         "may_issue": is_draft
         and actor.can(Action.ISSUE_INVOICE, seller_id)
@@ -500,4 +502,8 @@ def invoice_detail(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
         and actor.can(Action.REVIEW_INVOICE, seller_id),
         "reject_form": RejectForm(),
     }
+    # Imported here: the red-letter views import this module's helpers.
+    from piaotong.invoices.views_redletter import detail_context
+
+    context |= detail_context(actor, invoice)
     return render(request, "invoices/detail.html", context)

@@ -7,6 +7,7 @@ in the same transaction as its rows), so they refuse to run outside one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from piaotong.accounts.access import Actor
-from piaotong.fastsql import execute_returning, insert_many
+from piaotong.fastsql import Rows, build, execute, insert_many
 from piaotong.ledger.chain import audit_body, event_body, json_ready
 from piaotong.ledger.models import AuditEntry, ChainHead, LedgerEvent
 from piaotong.lib.canonical import chain_hash
@@ -57,25 +58,32 @@ def append_event(stream: str, kind: str, payload: dict[str, Any]) -> LedgerEvent
 
 
 _TABLE = ChainHead._meta.db_table
-_RESERVE = f"UPDATE {_TABLE} SET seq = seq + %s WHERE name = %s RETURNING seq, hash"  # noqa: S608
-_SET_HASH = f"UPDATE {_TABLE} SET hash = %s WHERE name = %s RETURNING seq"  # noqa: S608
+# One statement reserves positions and creates the head on first use; it keeps the row locked
+# until commit, which serialises appends to the chain.
+_RESERVE = (
+    f"INSERT INTO {_TABLE} (name, seq, hash) VALUES (%s, %s, '') "  # noqa: S608 - our table
+    f"ON CONFLICT (name) DO UPDATE SET seq = {_TABLE}.seq + excluded.seq RETURNING seq, hash"
+)
+_SET_HASH = f"UPDATE {_TABLE} SET hash = %s WHERE name = %s"  # noqa: S608
 
 
-def _reserve(name: str, count: int) -> tuple[int, str]:
+def reserve_chain(name: str, count: int) -> Rows:
     """Reserve `count` positions after the chain's tip; the row stays locked until commit.
 
-    Returns (the seq before the reservation, the tip's hash).
+    Read it with `chain_position`; under `fastsql.pipeline()` the answer comes later.
     """
-    row = execute_returning(_RESERVE, [count, name])
-    if row is None:
-        ChainHead.objects.bulk_create([ChainHead(name=name)], ignore_conflicts=True)
-        row = execute_returning(_RESERVE, [count, name])
-        assert row is not None
+    return Rows(_RESERVE, [name, count])
+
+
+def chain_position(reserved: Rows, count: int) -> tuple[int, str]:
+    """(the seq before the reservation, the tip's hash) of a `reserve_chain` answer."""
+    row = reserved.first()
+    assert row is not None
     return int(row[0]) - count, str(row[1])
 
 
 def _set_head_hash(name: str, hash_: str) -> None:
-    execute_returning(_SET_HASH, [hash_, name])
+    execute(_SET_HASH, [hash_, name])
 
 
 def record_audit(
@@ -89,49 +97,89 @@ def record_audit(
     return record_audits(actor, [(action, target, organisation_id, details or {})])[0]
 
 
-def append_first_events(items: list[tuple[str, str, dict[str, Any]]]) -> list[LedgerEvent]:
+@dataclass(frozen=True)
+class ReadyPayload:
+    """An event payload given as its JSON column returns it (`json_ready`), with the same
+    payload for hashing in which large parts are `orjson.Fragment`s of their canonical JSON.
+
+    Issuing has the canonical bytes of the invoice already (they are what is signed), so the
+    event's hash does not serialise the invoice a second time. Both forms must have the same
+    canonical JSON; `piaotong ledger verify`, which hashes `stored`, proves it for every row.
+    """
+
+    stored: dict[str, Any]
+    hashed: dict[str, Any]
+
+
+def append_first_events(
+    items: Sequence[tuple[str, str, dict[str, Any] | ReadyPayload]],
+    ids: Sequence[int] | None = None,
+) -> list[LedgerEvent]:
     """Append the first event of each of many new streams at once (bulk issuing).
 
     The streams are new in this transaction (fresh invoice uids), so each event is seq 1 with an
-    empty previous hash and nothing needs locking.
+    empty previous hash and nothing needs locking. `ids` are primary keys reserved beforehand
+    (`fastsql.reserve_ids`), for outbox rows sent in the same pipeline.
     """
     _require_transaction()
     writer, now = settings.PIAOTONG_NODE_ID, timezone.now()
     events = []
     for stream, kind, payload in items:
-        event = LedgerEvent(
-            stream=stream,
-            writer=writer,
-            seq=1,
-            kind=kind,
-            payload=json_ready(payload),
-            prev_hash="",
-            occurred_at=now,
+        if isinstance(payload, ReadyPayload):
+            stored, hashed = payload.stored, payload.hashed
+        else:
+            stored = hashed = json_ready(payload)
+        event = build(
+            LedgerEvent,
+            {
+                "stream": stream,
+                "writer": writer,
+                "seq": 1,
+                "kind": kind,
+                "payload": stored,
+                "prev_hash": "",
+                "occurred_at": now,
+            },
         )
-        event.hash = chain_hash("", event_body(event))
+        event.hash = chain_hash("", event_body(event) | {"payload": hashed})
         events.append(event)
+    if ids is not None:
+        for event, pk in zip(events, ids, strict=True):
+            event.pk = pk
     insert_many(events)
     return events
 
 
 def record_audits(
-    actor: Actor, items: Sequence[tuple[str, str, int | None, dict[str, Any]]]
+    actor: Actor,
+    items: Sequence[tuple[str, str, int | None, dict[str, Any]]],
+    reserved: Rows | None = None,
 ) -> list[AuditEntry]:
-    """Append many audit entries (action, target, organisation id, details) under one lock."""
+    """Append many audit entries (action, target, organisation id, details) under one lock.
+
+    `reserved` is the answer of `reserve_chain(AUDIT_CHAIN, len(items))` sent earlier by a
+    caller that takes the chain's lock at a point of its own lock order.
+    """
     _require_transaction()
-    first_seq, prev = _reserve(AUDIT_CHAIN, len(items))
+    if reserved is None:
+        reserved = reserve_chain(AUDIT_CHAIN, len(items))
+    first_seq, prev = chain_position(reserved, len(items))
     now, entries = timezone.now(), []
+    principal, label = actor.principal, actor.label
     for offset, (action, target, organisation_id, details) in enumerate(items, start=1):
-        entry = AuditEntry(
-            seq=first_seq + offset,
-            actor=actor.principal,
-            actor_label=actor.label,
-            organisation_id=organisation_id,
-            action=action,
-            target=target,
-            details=json_ready(details),
-            prev_hash=prev,
-            occurred_at=now,
+        entry = build(
+            AuditEntry,
+            {
+                "seq": first_seq + offset,
+                "actor": principal,
+                "actor_label": label,
+                "organisation_id": organisation_id,
+                "action": action,
+                "target": target,
+                "details": json_ready(details),
+                "prev_hash": prev,
+                "occurred_at": now,
+            },
         )
         entry.hash = prev = chain_hash(prev, audit_body(entry))
         entries.append(entry)

@@ -29,10 +29,21 @@ def _default(value: Any) -> Any:
 
 
 _PLAIN = (str, int, bool, type(None), Decimal, UUID)
+# The exact types of nearly every value, recognised by one set lookup before the isinstance
+# chain below (which also admits their subclasses): canonical JSON is on the issuing hot path.
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 def _normalise(value: Any) -> Any:
-    if isinstance(value, _PLAIN):
+    kind = type(value)
+    if kind is dict:
+        return {
+            k if type(k) is str else str(k): v if type(v) in _PLAIN_TYPES else _normalise(v)
+            for k, v in value.items()
+        }
+    if kind is list:
+        return [v if type(v) in _PLAIN_TYPES else _normalise(v) for v in value]
+    if kind in _PLAIN_TYPES or isinstance(value, _PLAIN):
         return value
     if isinstance(value, float):
         raise TypeError("floats cannot be part of canonical JSON; use Decimal")

@@ -24,7 +24,19 @@ KEY = generate_key()
 # Field keys are not in archives (docs/operations.md): every node of a test shares them, as an
 # operator restoring a node gives it the field keys kept beside the backup key.
 FIELD_KEYS = generate_key_line("test1")
-APPS = ["accounts", "invoices", "ledger", "exchange", "api"]
+APPS = [
+    "accounts",
+    "invoices",
+    "ledger",
+    "exchange",
+    "api",
+    "documents",
+    "verification",
+    "deduction",
+    "reconciliation",
+    "filing",
+    "support",
+]
 Dump = dict[str, list[dict[str, Any]]]
 # Run inside the node: `dumpdata` of every model of our apps whose table exists there (a model
 # whose migration is still being written would otherwise fail the whole dump).

@@ -7,7 +7,12 @@ organisation B.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -320,3 +325,68 @@ def test_it_applies_the_password_policy_and_keeps_the_link_usable(org_a, admin, 
     assert refused.value.field == "password"
     assert not User.objects.filter(username="lina").exists()
     assert do_accept_invitation(token, "lina", PASSWORD).username == "lina"
+
+
+# --- The link by email, through a real SMTP server ----------------------------------------
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Iterator[_Inbox]:
+    from aiosmtpd.controller import Controller
+
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    yield inbox
+    controller.stop()
+
+
+def test_it_emails_the_link_to_the_invitee_on_approval(client, org_a, admin, second_admin, smtp):
+    invitation = invite(admin, org_a)
+    client.force_login(second_admin)
+
+    html = client.post(reverse("accounts:invitation_approve", args=[invitation.pk])).text
+
+    [message] = smtp.messages
+    assert message["To"] == invitation.email
+    body = message.get_content()
+    token = html.split("/accounts/invitations/accept/", 1)[1].split("/", 1)[0]
+    assert f"/accounts/invitations/accept/{token}/" in body
+    assert invitation.email in html and "emailed" in html
+    entry = AuditEntry.objects.get(action="invitation.emailed")
+    assert token not in repr(entry.__dict__)
+
+
+def test_it_still_shows_the_link_when_the_mail_server_is_down(
+    client, org_a, admin, second_admin, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", _free_port()  # nobody listens
+    invitation = invite(admin, org_a)
+    client.force_login(second_admin)
+
+    html = client.post(reverse("accounts:invitation_approve", args=[invitation.pk])).text
+
+    assert "could not be sent" in html and "/accounts/invitations/accept/" in html
+    assert AuditEntry.objects.filter(action="invitation.email_failed").count() == 1
+    invitation.refresh_from_db()
+    assert invitation.status == InvitationStatus.APPROVED

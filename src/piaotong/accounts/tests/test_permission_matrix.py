@@ -35,8 +35,9 @@ ROLES = [
     Role.AUDITOR,
     Role.ORG_ADMIN,
     Role.TAX_OFFICER,
+    Role.PLATFORM_ADMIN,
 ]
-C, R, F, A, ADMIN, T = ROLES
+C, R, F, A, ADMIN, T, P = ROLES
 
 # operation -> roles allowed within their own organisation
 MATRIX: dict[str, set[Role]] = {
@@ -46,6 +47,10 @@ MATRIX: dict[str, set[Role]] = {
     "issue an invoice": {C, F},
     "approve a draft under review": {R, F},
     "reject a draft under review": {R, F},
+    "request a red-letter invoice": {F},
+    "view received invoices": {C, R, F, A, ADMIN},
+    "book a received invoice": {F},
+    "view the VAT return": {F, A, ADMIN},
 }
 BUYER = compose_uscc("9", "1", "310115", "MA1BUYER")
 LINE = {"tax_code": SOFTWARE_SERVICE, "item_name": "维护", "tax_rate": "0.06", "amount": "100"}
@@ -73,6 +78,7 @@ class World:
     author: User  # a finance manager of org who drafts the invoices under review
     issued: Invoice
     pending: Invoice
+    received: Invoice  # issued to org by a Beijing supplier: org's purchase
 
 
 @pytest.fixture
@@ -83,7 +89,15 @@ def world(db: Any) -> World:
     actor = actor_for_user(author)
     issued = actions.do_issue_new_invoice(actor, org, actions_draft())
     pending = actions.do_create_draft(actor, org, actions_draft(), submit=True)
-    return World(org, other, author, issued, pending)
+    supplier = make_org("北京供应商科技有限公司", "110105", "MA01GYK1")
+    supplier_clerk = actor_for_user(make_user("supplier-clerk", supplier, Role.CLERK))
+    from piaotong.testing import draft
+
+    received = actions.do_issue_new_invoice(supplier_clerk, supplier, draft(org))
+    return World(org, other, author, issued, pending, received)
+
+
+PERIOD = "{:%Y%m}".format(__import__("datetime").date.today())
 
 
 def actions_draft() -> Any:
@@ -103,6 +117,12 @@ UI: dict[str, Call] = {
     "reject a draft under review": lambda c, w: c.post(
         f"/invoices/{w.pending.uid}/reject/", {"reason": "错"}
     ),
+    "request a red-letter invoice": lambda c, w: c.post(
+        f"/invoices/{w.issued.uid}/red-letter/", {"side": "seller", "reason": "01", "scope": "full"}
+    ),
+    "view received invoices": lambda c, w: c.get("/deduction/"),
+    "book a received invoice": lambda c, w: c.post(f"/deduction/invoices/{w.received.uid}/book/"),
+    "view the VAT return": lambda c, w: c.get(f"/filing/{PERIOD}/?org={w.org.pk}"),
 }
 
 
@@ -124,6 +144,18 @@ API: dict[str, Call] = {
     ),
     "reject a draft under review": lambda c, w: api_post(
         c, f"/api/v1/invoices/{w.pending.uid}/reject", {"reason": "错"}
+    ),
+    "request a red-letter invoice": lambda c, w: api_post(
+        c,
+        f"/api/v1/invoices/{w.issued.uid}/red-letter",
+        {"side": "seller", "reason": "01", "full": True},
+    ),
+    "view received invoices": lambda c, w: c.get("/api/v1/deduction/received"),
+    "book a received invoice": lambda c, w: api_post(
+        c, f"/api/v1/deduction/received/{w.received.uid}/book", {}
+    ),
+    "view the VAT return": lambda c, w: c.get(
+        f"/api/v1/filing/{PERIOD}", {"organisation": w.org.pk}
     ),
 }
 

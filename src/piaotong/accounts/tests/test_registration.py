@@ -21,6 +21,7 @@ from piaotong.accounts.registration import (
     RegistrationApplication,
     do_apply_for_registration,
     do_approve_registration,
+    do_reapply_for_registration,
     do_reject_registration,
 )
 from piaotong.invoices.actions import do_create_draft, do_issue_new_invoice
@@ -216,3 +217,88 @@ def test_it_refuses_an_officer_reviewing_their_own_organisation(applicant_org, t
     with pytest.raises(RuleViolation) as refused:
         do_approve_registration(actor_for_user(tax_officer), applicant_org)
     assert refused.value.code == "own_organisation"
+
+
+# --- Applying again after a rejection -----------------------------------------------------
+
+
+def _admin_of(organisation: Organisation) -> User:
+    return Membership.objects.get(organisation=organisation, role=Role.ORG_ADMIN).user
+
+
+def test_it_names_the_way_forward_when_a_code_is_already_taken(applicant_org, tax_officer):
+    with pytest.raises(RuleViolation) as pending:
+        do_apply_for_registration(
+            application(username="someone-else"), [DocumentUpload("a.pdf", PDF)]
+        )
+    assert pending.value.code == "already_pending"
+    do_reject_registration(actor_for_user(tax_officer), applicant_org, "执照过期")
+    with pytest.raises(RuleViolation) as rejected:
+        do_apply_for_registration(
+            application(username="someone-else"), [DocumentUpload("a.pdf", PDF)]
+        )
+    assert rejected.value.code == "already_rejected"
+    with translation.override("en"):
+        assert "re-apply" in rejected.value.text()
+    assert Organisation.objects.filter(tax_id=applicant_org.tax_id).count() == 1
+
+
+def test_it_lets_the_rejected_admin_apply_again_and_keeps_the_history(
+    applicant_org, tax_officer, org_b, media_root
+):
+    officer = actor_for_user(tax_officer)
+    do_reject_registration(officer, applicant_org, "营业执照照片不清晰")
+    admin = actor_for_user(_admin_of(applicant_org))
+    again = do_reapply_for_registration(
+        admin,
+        applicant_org,
+        [DocumentUpload("营业执照-清晰.pdf", PDF)],
+        "重新拍摄了营业执照",
+        ip="203.0.113.10",
+    )
+    assert (again.status, again.applications, again.applicant_note) == (
+        OrganisationStatus.PENDING,
+        2,
+        "重新拍摄了营业执照",
+    )
+    assert (again.review_note, again.reviewed_by, again.reviewed_at) == ("", None, None)
+    assert again.documents.count() == 3  # the two first documents stay on record
+    entry = AuditEntry.objects.get(action="registration.reapplied")
+    assert entry.details["rejection"]["note"] == "营业执照照片不清晰"
+    assert entry.details["documents"][0]["name"] == "营业执照-清晰.pdf"
+    again = do_approve_registration(officer, again)
+    issued = do_issue_new_invoice(
+        actor_for_user(make_user("again.clerk", again, Role.CLERK)), again, draft(org_b)
+    )
+    assert issued.number
+
+
+def test_it_refuses_to_reapply_unless_rejected_or_without_a_note_or_documents(
+    applicant_org, tax_officer, media_root
+):
+    admin = actor_for_user(_admin_of(applicant_org))
+    with pytest.raises(RuleViolations) as refused:
+        do_reapply_for_registration(admin, applicant_org, [], "  ")
+    codes = {v.code for v in refused.value.violations}
+    assert {"not_rejected", "required"} <= codes
+    do_reject_registration(actor_for_user(tax_officer), applicant_org, "缺少文件")
+    with pytest.raises(RuleViolation) as refused_file:
+        do_reapply_for_registration(admin, applicant_org, [DocumentUpload("x.exe", EXE)], "补充")
+    assert refused_file.value.field == "documents"
+    applicant_org.refresh_from_db()
+    assert applicant_org.status == OrganisationStatus.REJECTED
+    assert applicant_org.documents.count() == 2
+
+
+def test_it_lets_only_an_admin_of_the_organisation_apply_again(
+    applicant_org, tax_officer, clerk, media_root
+):
+    do_reject_registration(actor_for_user(tax_officer), applicant_org, "缺少文件")
+    stranger = actor_for_user(clerk)  # an admin of nothing here
+    with pytest.raises(Organisation.DoesNotExist):
+        do_reapply_for_registration(stranger, applicant_org, [DocumentUpload("a.pdf", PDF)], "补充")
+    own_clerk = actor_for_user(make_user("applicant.clerk", applicant_org, Role.CLERK))
+    with pytest.raises(Organisation.DoesNotExist):
+        do_reapply_for_registration(
+            own_clerk, applicant_org, [DocumentUpload("a.pdf", PDF)], "补充"
+        )

@@ -161,3 +161,31 @@ def test_it_sends_documents_as_attachments_only_to_the_reviewing_officer(
     assert b"".join(response.streaming_content) == PDF
     entry = AuditEntry.objects.get(action="registration.document_downloaded")
     assert entry.organisation_id == pending.pk and entry.actor == f"user:{tax_officer.pk}"
+
+
+def test_it_lets_a_rejected_applicant_apply_again_from_the_dashboard(
+    client, pending, tax_officer, media_root
+):
+    do_reject_registration(actor_for_user(tax_officer), pending, "执照模糊")
+    admin = pending.memberships.get().user
+    enable_totp(admin)
+    as_user(client, admin)
+    assert (
+        reverse("accounts:register_reapply", args=[pending.pk])
+        in client.get(reverse("invoices:dashboard")).text
+    )
+    url = reverse("accounts:register_reapply", args=[pending.pk])
+    assert "执照模糊" in client.get(url).text
+    upload = SimpleUploadedFile("licence.pdf", PDF, content_type="application/pdf")
+    response = client.post(url, {"applicant_note": "Clear scan attached", "documents": upload})
+    assert response.status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == OrganisationStatus.PENDING
+    as_user(client, tax_officer)
+    detail = client.get(reverse("accounts:registration_detail", args=[pending.pk])).text
+    assert "Clear scan attached" in detail and "执照模糊" in detail
+
+
+def test_it_answers_404_to_reapplying_for_someone_elses_organisation(client, pending, clerk):
+    as_user(client, clerk)
+    assert client.get(reverse("accounts:register_reapply", args=[pending.pk])).status_code == 404

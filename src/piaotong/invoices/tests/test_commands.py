@@ -84,7 +84,7 @@ def test_it_loads_demo_data_idempotently():
     counts = (Organisation.objects.count(), User.objects.count(), Invoice.objects.count())
     run("demo", "--invoices-per-org", "3")
     assert (Organisation.objects.count(), User.objects.count(), Invoice.objects.count()) == counts
-    assert counts[0] == 6  # five taxpayers and the Beijing tax bureau
+    assert counts[0] == 7  # five taxpayers, the Beijing tax bureau and the platform operator
     assert counts[2] == 9  # the three Beijing sellers; Shanghai and Guangzhou are buyers here
     bureau = Organisation.objects.get(kind="tax_bureau")
     assert bureau.region == "11"

@@ -77,7 +77,9 @@ def test_it_appends_a_verifiable_ledger_event_audit_row_and_outbox_row(org_a, or
     assert verify_records(AuditEntry.objects.order_by("seq"), audit_body) is None
     assert AuditEntry.objects.filter(action="invoice.issued", target=invoice.stream).count() == 1
     outbox = OutboxEvent.objects.get(ledger_event=event)
-    assert message_for(outbox)["hash"] == event.hash
+    message = message_for(outbox)
+    assert message["schema"] == "piaotong.InvoiceIssued"
+    assert message["event"]["hash"] == event.hash
     assert outbox.subject == "piaotong.v1.11.31.InvoiceIssued"
     assert outbox.published_at is None
 

@@ -1,0 +1,251 @@
+"""The registry of apply-functions (应用函数): how a received event of each kind changes this node.
+
+Every app that publishes an event kind registers, on every node, the function that applies it
+when it arrives from another node, with the side of the fact (which decides its rightful
+writer) and the newest payload version it reads. Register in the app's `AppConfig.ready()`::
+
+    from piaotong.exchange.apply import register_applier
+    from piaotong.exchange.choices import FactSide
+
+    @register_applier("InvoiceBooked", side=FactSide.BUYER, version=1)
+    def apply_invoice_booked(event: IncomingEvent) -> None:
+        invoice = Invoice.objects.select_for_update().get(uid=stream_uid(event.stream))
+        ...  # the same rows the buyer's node wrote, through your app's action
+
+The consumer calls the function inside its transaction, after it checked the envelope, the
+writer, the hash, the chain link (prev_hash) and the order (seq), and after it stored the event
+in the local ledger under its writer. The function must be idempotent on its own keys and must
+not commit. It raises `ApplyRefused(reason, detail)` for a poison event (the transaction is
+rolled back to before the event and the event is quarantined) or `ApplyLater(reason, detail)`
+when it cannot apply yet (the event is parked until the registry or the predecessor arrives).
+
+Older payload versions are upgraded before the function sees them: pass
+`upgraders={1: v1_to_v2}` with `version=2`; each upgrader takes a payload of version n and
+returns one of version n+1. A payload version newer than `version` is quarantined.
+
+The side may depend on the payload: a red-letter request is the seller's fact when the seller
+filed it and the buyer's when the buyer did. Pass a function of the (upgraded) payload::
+
+    @register_applier("RedLetterRequested", side=lambda p: FactSide(p["initiator_side"]))
+
+An event that had to wait for another writer's event of the same stream (a buyer's answer that
+reached the hub before the seller's request) is parked with `ParkReason.GAP`; whenever an event
+of that stream applies, parked events of the stream's other writers are tried again after the
+commit (`wake_parked`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
+from piaotong.exchange.messages import IncomingEvent, Poison
+
+ApplyFunction = Callable[[IncomingEvent], None]
+Upgrader = Callable[[dict[str, Any]], dict[str, Any]]
+SideFunction = Callable[[dict[str, Any]], FactSide]
+
+
+class ApplyRefused(Poison):
+    """Raised by an apply-function: this event is poison (quarantined with the reason)."""
+
+
+class ApplyLater(Exception):
+    """Raised by an apply-function: this event cannot apply yet (parked with the reason)."""
+
+    def __init__(self, reason: ParkReason, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+        super().__init__(f"{reason.value}: {detail}")
+
+
+@dataclass(frozen=True)
+class Applier:
+    """What a node does with received events of one kind.
+
+    `side_rule` is the side of every event of the kind, or a function of the payload giving it.
+    """
+
+    kind: str
+    side_rule: FactSide | SideFunction
+    version: int
+    function: ApplyFunction
+    upgraders: dict[int, Upgrader] = field(default_factory=dict)
+
+    def side_for(self, payload: dict[str, Any]) -> FactSide:
+        """The side of this event's fact (decides its rightful writer), or Poison."""
+        if isinstance(self.side_rule, FactSide):
+            return self.side_rule
+        try:
+            return FactSide(self.side_rule(payload))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Poison(
+                QuarantineReason.MALFORMED, f"{self.kind}: cannot tell whose fact it is ({exc!r})"
+            ) from None
+
+    @property
+    def side(self) -> FactSide:
+        """The fixed side; for a payload-dependent kind use `side_for` (or `applier_for`)."""
+        if not isinstance(self.side_rule, FactSide):
+            raise TypeError(f"the side of {self.kind} depends on the payload: use side_for()")
+        return self.side_rule
+
+    def upgrade(self, payload: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """The payload brought from `from_version` to `self.version`, or Poison."""
+        if from_version > self.version:
+            raise Poison(
+                QuarantineReason.NEWER_SCHEMA,
+                f"{self.kind} version {from_version}; this node reads {self.kind} up to version "
+                f"{self.version}. Upgrade this node, then release the event from quarantine.",
+            )
+        for version in range(from_version, self.version):
+            upgrader = self.upgraders.get(version)
+            if upgrader is None:
+                raise Poison(
+                    QuarantineReason.UNKNOWN_SCHEMA,
+                    f"no upgrade of {self.kind} from version {version} to {version + 1}",
+                )
+            payload = upgrader(payload)
+        return payload
+
+    def apply(self, event: IncomingEvent) -> None:
+        """Run the apply-function; after the commit, retry what waited for this event."""
+        self.function(event)
+        if _others_parked(event.stream, event.writer):
+            transaction.on_commit(partial(wake_parked, event.stream, event.writer))
+
+
+@dataclass
+class ReceivedApplier:
+    """An applier bound to one received event: `side` is known once `upgrade` has read the
+    payload. `applier_for` hands one out per event, so nothing is shared between events."""
+
+    applier: Applier
+    payload: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.applier.kind
+
+    @property
+    def version(self) -> int:
+        return self.applier.version
+
+    def upgrade(self, payload: dict[str, Any], from_version: int) -> dict[str, Any]:
+        self.payload = self.applier.upgrade(payload, from_version)
+        return self.payload
+
+    @property
+    def side(self) -> FactSide:
+        if self.payload is None and not isinstance(self.applier.side_rule, FactSide):
+            raise TypeError(f"the side of {self.kind} is known after upgrade(payload)")
+        return self.applier.side_for(self.payload or {})
+
+    def side_for(self, payload: dict[str, Any]) -> FactSide:
+        return self.applier.side_for(payload)
+
+    def apply(self, event: IncomingEvent) -> None:
+        self.applier.apply(event)
+
+
+_APPLIERS: dict[str, Applier] = {}
+
+
+def register_applier(
+    kind: str,
+    *,
+    side: FactSide | SideFunction,
+    version: int = 1,
+    upgraders: dict[int, Upgrader] | None = None,
+) -> Callable[[ApplyFunction], ApplyFunction]:
+    """Decorator: `function` applies received events of `kind` (one function per kind).
+
+    `side` is a `FactSide`, or a function of the payload returning one.
+    """
+    rule: FactSide | SideFunction = FactSide(side) if isinstance(side, str) else side
+
+    def register(function: ApplyFunction) -> ApplyFunction:
+        existing = _APPLIERS.get(kind)
+        if existing is not None and existing.function is not function:
+            raise RuntimeError(f"{kind} already has an apply-function: {existing.function!r}")
+        _APPLIERS[kind] = Applier(kind, rule, version, function, dict(upgraders or {}))
+        return function
+
+    return register
+
+
+def unregister_applier(kind: str) -> None:
+    """For tests that register a throwaway kind."""
+    _APPLIERS.pop(kind, None)
+
+
+def applier_for(kind: str) -> ReceivedApplier | None:
+    """The applier of `kind`, bound to one received event (see `ReceivedApplier`)."""
+    applier = _APPLIERS.get(kind)
+    return None if applier is None else ReceivedApplier(applier)
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_APPLIERS)
+
+
+def _others_parked(stream: str, writer: str) -> bool:
+    from piaotong.exchange.models import ParkedEvent
+
+    return (
+        ParkedEvent.objects.filter(stream=stream, reason=ParkReason.GAP)
+        .exclude(writer=writer)
+        .exists()
+    )
+
+
+def wake_parked(stream: str, writer: str) -> int:
+    """Retry the parked events of `stream` written by other writers than `writer` (each in
+    its own transaction; one that still cannot apply keeps its parked row); the number applied.
+    """
+    from piaotong.exchange.inbox import Outcome, receive
+    from piaotong.exchange.messages import dumps
+    from piaotong.exchange.models import ParkedEvent
+
+    waiting = (
+        ParkedEvent.objects.filter(stream=stream, reason=ParkReason.GAP)
+        .exclude(writer=writer)
+        .order_by("writer", "seq")
+        .values_list("pk", flat=True)
+    )
+    applied = 0
+    for parked_id in list(waiting):
+        with transaction.atomic():
+            parked = ParkedEvent.objects.select_for_update().filter(pk=parked_id).first()
+            if parked is None:
+                continue  # applied meanwhile, as the successor of an earlier one
+            data, subject, stream_seq = dumps(parked.message), parked.subject, parked.stream_seq
+            parked.delete()
+            outcome = receive(data, subject, stream_seq)
+            if outcome == Outcome.APPLIED:
+                applied += 1
+            elif outcome == Outcome.PARKED:
+                transaction.set_rollback(True)  # still waiting: keep the row as it was
+    return applied
+
+
+def stream_uid(stream: str) -> uuid.UUID:
+    """The invoice uid of a ledger stream `invoice:<uid>`, or ApplyRefused.
+
+    >>> stream_uid("invoice:4b0c5b56-9f8b-4a47-9d7f-6e3c8a3c1c11").version
+    4
+    """
+    prefix, _, raw = stream.partition(":")
+    try:
+        if prefix != "invoice":
+            raise ValueError(stream)
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApplyRefused(
+            QuarantineReason.INVALID_CONTENT, f"stream {stream!r} is not invoice:<uid>"
+        ) from None

@@ -1,0 +1,426 @@
+"""Receiving one message (收件): the idempotent, ordered apply path of every consumer.
+
+`receive(data, subject)` decides, in one transaction, what a delivered message means here:
+
+- a duplicate (its event id is in the inbox, parked or quarantined already): nothing to do;
+- this node's own event coming back: nothing to do (it is in the ledger already);
+- poison (unreadable, unknown or newer schema, wrong writer, bad hash, broken chain link, bad
+  signature, conflicting content): a quarantine row with the reason;
+- early (a predecessor of the same (stream, writer) is missing, or the writer's key is not
+  known yet): a parked row, applied when the cause is gone;
+- otherwise applied: the event is stored in the local ledger under its writer, its kind's
+  apply-function runs, an inbox row records it, and parked successors are applied in turn.
+
+The caller acknowledges the message only after `receive` returned (the transaction committed),
+so a crash in between means a redelivery, which the inbox turns into a duplicate.
+
+`receive_batch(messages)` is the consumer's form: every message of a fetched batch in one
+transaction (one commit, one fsync), each in its own savepoint, in delivery order. Poison is
+quarantined and early events are parked exactly as by `receive`; an event parked early in the
+batch is applied when its predecessor comes later in the same batch (the parked row is visible
+inside the transaction). A message whose handling fails unexpectedly is rolled back alone and
+answered `None` (the caller naks it, it comes back); a database that cannot be used
+(`OperationalError`, `InterfaceError`: locked past the busy timeout, connection lost) rolls back
+the whole batch and is raised, for the caller to retry it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from piaotong.exchange.apply import ApplyLater, applier_for
+from piaotong.exchange.choices import ParkReason, QuarantineReason
+from piaotong.exchange.messages import (
+    IncomingEvent,
+    Poison,
+    RegistryMessage,
+    dumps,
+    parse_message,
+)
+from piaotong.exchange.models import InboxEvent, ParkedEvent, QuarantinedEvent
+from piaotong.exchange.nodes import (
+    ANNOUNCE_SCHEMA,
+    do_apply_announcement,
+    do_apply_registry,
+    node_of,
+    this_node,
+)
+from piaotong.exchange.writers import wrong_writer
+from piaotong.ledger.models import LedgerEvent
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    OWN = "own"
+    PARKED = "parked"
+    QUARANTINED = "quarantined"
+    REGISTRY = "registry"
+    IGNORED = "ignored"
+
+
+def receive(data: bytes, subject: str, stream_seq: int | None = None) -> Outcome:
+    """Apply one delivered message, idempotently; see the module docstring."""
+    try:
+        message = parse_message(data, subject)
+    except Poison as poison:
+        return _quarantine_raw(data, subject, stream_seq, poison)
+    return _receive(message, data, subject, stream_seq, None)
+
+
+@dataclass
+class _Batch:
+    """What a batch's transaction knows, read once for all its messages instead of per event:
+    the event ids already held (inbox, parked, quarantine) and the (stream, writer) pairs with
+    parked events. Kept up to date as the batch's events are received."""
+
+    seen: set[uuid.UUID] = field(default_factory=set)
+    parked: set[tuple[str, str]] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, events: list[IncomingEvent]) -> _Batch:
+        ids = [e.event_id for e in events]
+        streams = {e.stream for e in events}
+        seen: set[uuid.UUID] = set()
+        for model in (InboxEvent, ParkedEvent, QuarantinedEvent):
+            seen.update(model.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+        parked = ParkedEvent.objects.filter(stream__in=streams).values_list("stream", "writer")
+        return cls(seen, set(parked))
+
+    def received(self, event: IncomingEvent, outcome: Outcome) -> None:
+        if outcome in (Outcome.APPLIED, Outcome.PARKED, Outcome.QUARANTINED):
+            self.seen.add(event.event_id)
+        if outcome == Outcome.PARKED:
+            self.parked.add((event.stream, event.writer))
+
+
+def _receive(
+    message: IncomingEvent | RegistryMessage,
+    data: bytes,
+    subject: str,
+    stream_seq: int | None,
+    batch: _Batch | None,
+) -> Outcome:
+    if isinstance(message, RegistryMessage):
+        return _receive_registry(message, data, subject, stream_seq)
+    message.stream_seq = stream_seq
+    if message.writer == settings.PIAOTONG_NODE_ID:
+        return Outcome.OWN
+    # In a batch the caller's per-message savepoint is this transaction already.
+    with nullcontext() if batch else transaction.atomic():
+        seen = message.event_id in batch.seen if batch else _already_seen(message)
+        if seen:
+            return Outcome.DUPLICATE
+        outcome = _process(message)
+    if outcome == Outcome.APPLIED and (
+        batch is None or (message.stream, message.writer) in batch.parked
+    ):
+        _apply_parked_successors(message)
+    return outcome
+
+
+# The database itself failed (not this message): the whole batch is rolled back and retried.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def receive_batch(
+    messages: Sequence[tuple[bytes, str, int | None]],
+) -> list[Outcome | None]:
+    """Apply (data, subject, stream seq) messages in one transaction; see the module docstring.
+
+    Returns one outcome per message, `None` for one that failed on its own (rolled back to its
+    savepoint; nothing of it was written). Raises `DATABASE_UNAVAILABLE` errors: then nothing
+    of the batch was committed.
+    """
+    outcomes: list[Outcome | None] = []
+    committed: list[bool] = []
+    parsed: list[IncomingEvent | RegistryMessage | Poison] = []
+    for data, subject, _ in messages:
+        try:
+            parsed.append(parse_message(data, subject))
+        except Poison as poison:
+            parsed.append(poison)
+    try:
+        with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(True))  # runs first after the commit
+            batch = _Batch.read([m for m in parsed if isinstance(m, IncomingEvent)])
+            for (data, subject, stream_seq), message in zip(messages, parsed, strict=True):
+                try:
+                    with transaction.atomic():  # a savepoint: a failure loses only this one
+                        if isinstance(message, Poison):
+                            outcome = _quarantine_raw(data, subject, stream_seq, message)
+                        else:
+                            outcome = _receive(message, data, subject, stream_seq, batch)
+                except DATABASE_UNAVAILABLE:
+                    raise
+                except Exception:
+                    log.exception("could not apply a message on %s; it will come back", subject)
+                    outcomes.append(None)
+                    continue
+                outcomes.append(outcome)  # only now: a rolled-back savepoint is not "seen"
+                if isinstance(message, IncomingEvent):
+                    batch.received(message, outcome)
+    except Exception:
+        if not committed:
+            raise
+        # The batch committed; a hook after it (waking parked events of other writers) failed.
+        # Those events stay parked and are tried again by the next event of their stream.
+        log.exception("after applying a batch: waking parked events failed")
+    return outcomes
+
+
+def _already_seen(event: IncomingEvent) -> bool:
+    return (
+        InboxEvent.objects.filter(event_id=event.event_id).exists()
+        or ParkedEvent.objects.filter(event_id=event.event_id).exists()
+        or QuarantinedEvent.objects.filter(event_id=event.event_id).exists()
+    )
+
+
+def _process(event: IncomingEvent, received_at: datetime | None = None) -> Outcome:
+    """Check and apply one event inside the caller's transaction."""
+    try:
+        return _check_and_apply(event, received_at)
+    except Poison as poison:
+        return _quarantine(event, poison)
+    except ApplyLater as later:
+        return _park(event, later.reason)
+
+
+def _check_and_apply(event: IncomingEvent, received_at: datetime | None) -> Outcome:
+    applier = applier_for(event.kind)
+    if applier is None:
+        raise Poison(
+            QuarantineReason.UNKNOWN_SCHEMA,
+            f"no apply-function for {event.kind} events on this node; deploy the app that "
+            "handles them, then release the event from quarantine",
+        )
+    event.payload = applier.upgrade(event.original_payload, event.schema_version)
+    writer = node_of(event.writer)
+    if writer is None:
+        raise ApplyLater(ParkReason.AWAITING_KEY, f"{event.writer} is not in the registry yet")
+    reason = wrong_writer(
+        applier.side,
+        writer.role,
+        writer.region,
+        seller_region=event.seller_region,
+        buyer_region=event.buyer_region,
+    )
+    if reason:
+        raise Poison(QuarantineReason.WRONG_WRITER, reason)
+    if not event.hash_matches():
+        raise Poison(QuarantineReason.BAD_HASH, "the event's content does not match its hash")
+    _check_position(event)
+    with transaction.atomic():  # a savepoint: a refusing apply-function leaves nothing behind
+        _store_ledger_event(event)
+        applier.apply(event)
+        now = timezone.now()
+        InboxEvent.objects.create(
+            event_id=event.event_id,
+            stream=event.stream,
+            writer=event.writer,
+            seq=event.seq,
+            kind=event.kind,
+            schema_version=event.schema_version,
+            subject=event.subject,
+            stream_seq=event.stream_seq,
+            occurred_at=event.occurred_at,
+            received_at=received_at or now,
+            applied_at=now,
+        )
+    return Outcome.APPLIED
+
+
+def _check_position(event: IncomingEvent) -> None:
+    """The event must be the next of its (stream, writer) and link to the previous one."""
+    last = (
+        LedgerEvent.objects.filter(stream=event.stream, writer=event.writer)
+        .order_by("-seq")
+        .values_list("seq", "hash", "event_id")
+        .first()
+    )
+    last_seq, last_hash = (last[0], last[1]) if last else (0, "")
+    if event.seq <= last_seq:
+        held = LedgerEvent.objects.get(stream=event.stream, writer=event.writer, seq=event.seq)
+        raise Poison(
+            QuarantineReason.CONFLICT,
+            f"seq {event.seq} of {event.stream} by {event.writer} is already event {held.event_id}",
+        )
+    if event.seq > last_seq + 1:
+        raise ApplyLater(ParkReason.GAP, f"waiting for seq {last_seq + 1}")
+    if event.prev_hash != last_hash:
+        raise Poison(
+            QuarantineReason.BROKEN_PREV_HASH,
+            f"prev_hash does not match the hash of seq {last_seq} held here",
+        )
+
+
+def _store_ledger_event(event: IncomingEvent) -> None:
+    """The foreign event, stored under its writer exactly as hashed (original payload)."""
+    LedgerEvent.objects.create(
+        event_id=event.event_id,
+        stream=event.stream,
+        writer=event.writer,
+        seq=event.seq,
+        kind=event.kind,
+        schema_version=event.schema_version,
+        payload=event.original_payload,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
+        occurred_at=event.occurred_at,
+    )
+
+
+def _park(event: IncomingEvent, reason: ParkReason) -> Outcome:
+    ParkedEvent.objects.create(
+        event_id=event.event_id,
+        stream=event.stream,
+        writer=event.writer,
+        seq=event.seq,
+        kind=event.kind,
+        subject=event.subject,
+        stream_seq=event.stream_seq,
+        reason=reason,
+        message=event.message,
+    )
+    return Outcome.PARKED
+
+
+def _quarantine(event: IncomingEvent, poison: Poison) -> Outcome:
+    log.warning("quarantined %s %s: %s", event.kind, event.event_id, poison)
+    QuarantinedEvent.objects.create(
+        event_id=event.event_id,
+        subject=event.subject,
+        stream=event.stream,
+        writer=event.writer,
+        seq=event.seq,
+        kind=event.kind,
+        schema=event.message.get("schema", ""),
+        schema_version=event.schema_version,
+        reason=poison.reason,
+        detail=poison.detail,
+        raw=dumps(event.message).decode(),
+        stream_seq=event.stream_seq,
+    )
+    return Outcome.QUARANTINED
+
+
+def _quarantine_raw(data: bytes, subject: str, stream_seq: int | None, poison: Poison) -> Outcome:
+    """A message that could not even be read as an event: kept as bytes with what is known."""
+    known = poison.known
+    log.warning("quarantined a message on %s: %s", subject, poison)
+    event_id = known.get("event_id")
+    with transaction.atomic():
+        if event_id and QuarantinedEvent.objects.filter(event_id=event_id).exists():
+            return Outcome.DUPLICATE
+        try:
+            with transaction.atomic():
+                QuarantinedEvent.objects.create(
+                    event_id=event_id
+                    if isinstance(event_id, str) and len(event_id) == 36
+                    else None,
+                    subject=subject[:200],
+                    stream=str(known.get("stream") or "")[:80],
+                    writer=str(known.get("writer") or "")[:40],
+                    seq=known.get("seq") if isinstance(known.get("seq"), int) else None,
+                    kind=str(known.get("kind") or "")[:60],
+                    reason=poison.reason,
+                    detail=poison.detail,
+                    raw=data.decode("utf-8", errors="replace"),
+                    stream_seq=stream_seq,
+                )
+        except (IntegrityError, ValueError):
+            return Outcome.DUPLICATE
+    return Outcome.QUARANTINED
+
+
+def _receive_registry(
+    message: RegistryMessage, data: bytes, subject: str, stream_seq: int | None
+) -> Outcome:
+    me = this_node()
+    try:
+        if message.schema == ANNOUNCE_SCHEMA:
+            if not me.is_hub:
+                return Outcome.IGNORED
+            if do_apply_announcement(message):
+                retry_parked(ParkReason.AWAITING_KEY)
+        else:
+            if me.is_hub:
+                return Outcome.IGNORED
+            if do_apply_registry(message):
+                retry_parked(ParkReason.AWAITING_KEY)
+    except Poison as poison:
+        return _quarantine_raw(data, subject, stream_seq, poison)
+    return Outcome.REGISTRY
+
+
+def _from_parked(parked: ParkedEvent) -> IncomingEvent:
+    event = parse_message(dumps(parked.message), parked.subject)
+    assert isinstance(event, IncomingEvent)
+    event.stream_seq = parked.stream_seq
+    return event
+
+
+def _apply_parked_successors(applied: IncomingEvent) -> None:
+    """Apply parked events that were waiting for `applied`, one transaction each."""
+    stream, writer, seq = applied.stream, applied.writer, applied.seq
+    while True:
+        with transaction.atomic():
+            parked = (
+                ParkedEvent.objects.select_for_update()
+                .filter(stream=stream, writer=writer, seq=seq + 1, reason=ParkReason.GAP)
+                .first()
+            )
+            if parked is None:
+                return
+            event = _from_parked(parked)
+            parked.delete()
+            if _process(event, parked.parked_at) != Outcome.APPLIED:
+                return
+        seq += 1
+
+
+def retry_parked(reason: ParkReason | None = None) -> int:
+    """Try parked events again (oldest position first); the number applied."""
+    rows = ParkedEvent.objects.order_by("stream", "writer", "seq")
+    if reason is not None:
+        rows = rows.filter(reason=reason)
+    applied = 0
+    for parked_id in list(rows.values_list("pk", flat=True)):
+        with transaction.atomic():
+            parked = ParkedEvent.objects.select_for_update().filter(pk=parked_id).first()
+            if parked is None:
+                continue  # applied as the successor of an earlier one
+            event = _from_parked(parked)
+            parked.delete()
+            outcome = _process(event, parked.parked_at)
+        if outcome == Outcome.APPLIED:
+            applied += 1
+            _apply_parked_successors(event)
+    return applied
+
+
+def release_quarantined(row: QuarantinedEvent) -> Outcome:
+    """Re-apply a quarantined event (after deploying the app that understands it)."""
+    with transaction.atomic():
+        row = QuarantinedEvent.objects.select_for_update().get(pk=row.pk)
+        if row.released_at is not None:
+            return Outcome.DUPLICATE
+        data, subject, stream_seq = row.raw.encode(), row.subject, row.stream_seq
+        row.delete()
+        outcome = receive(data, subject, stream_seq)
+        if outcome == Outcome.QUARANTINED:
+            transaction.set_rollback(True)  # keep the original row and its reason
+    return outcome

@@ -1,0 +1,209 @@
+"""Replica invoices (副本发票): an invoice issued on another node, stored here as it was signed.
+
+`InvoiceIssued` from the seller's home node becomes, at the buyer's node and at the hub, an
+invoice with the same uid, number, content, key id and signature, and its lines. Before writing
+anything the signature is checked against the writer's key from the hub's registry, and after
+writing, the payload rebuilt from the stored rows must equal the signed one byte for byte, so a
+replica can never print something its signature does not cover.
+
+A replica's seller is an organisation of another region: it is registered here (through the
+accounts action) when this node does not know it yet. Its buyer is linked when the buyer is an
+organisation registered on this node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.utils.dateparse import parse_date
+
+from piaotong.accounts.access import Actor
+from piaotong.accounts.actions import do_register_organisation
+from piaotong.accounts.models import Organisation
+from piaotong.exchange.apply import ApplyLater, ApplyRefused, register_applier, stream_uid
+from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
+from piaotong.exchange.messages import IncomingEvent
+from piaotong.exchange.nodes import key_of
+from piaotong.invoices.choices import InvoiceStatus
+from piaotong.invoices.models import Invoice, InvoiceLine
+from piaotong.invoices.payload import invoice_payload
+from piaotong.ledger.actions import record_audit
+from piaotong.lib import signing
+from piaotong.lib.canonical import canonical_json
+
+ISSUED_EVENT = "InvoiceIssued"
+SYSTEM = Actor()
+
+
+def _refuse(reason: QuarantineReason, detail: str) -> ApplyRefused:
+    return ApplyRefused(reason, detail)
+
+
+def verify_issued_signature(event: IncomingEvent) -> bytes:
+    """The canonical payload bytes, after checking hash and signature with the writer's key."""
+    content = event.payload
+    try:
+        payload, key_id = content["invoice"], content["key_id"]
+        signature, payload_hash = content["signature"], content["payload_hash"]
+    except (KeyError, TypeError):
+        raise _refuse(
+            QuarantineReason.MALFORMED, "InvoiceIssued without invoice or signature"
+        ) from None
+    key = key_of(key_id)
+    if key is None:
+        raise ApplyLater(ParkReason.AWAITING_KEY, f"key {key_id} is not in the registry yet")
+    if key.node.node_id != event.writer:
+        raise _refuse(
+            QuarantineReason.BAD_SIGNATURE,
+            f"signed with key {key_id} of {key.node.node_id}, but written by {event.writer}",
+        )
+    body = canonical_json(payload)
+    if hashlib.sha256(body).hexdigest() != payload_hash:
+        raise _refuse(QuarantineReason.BAD_HASH, "the invoice payload does not match its hash")
+    if not signing.verify(bytes(key.public_key), body, signature):
+        raise _refuse(
+            QuarantineReason.BAD_SIGNATURE,
+            f"the signature of {payload.get('number')} "
+            f"does not verify with key {key_id} of {event.writer}",
+        )
+    return body
+
+
+def _seller(payload: dict[str, Any], region: str) -> Organisation:
+    seller = payload["seller"]
+    found = Organisation.objects.filter(tax_id=seller["tax_id"]).first()
+    if found is not None:
+        return found
+    try:
+        return do_register_organisation(
+            SYSTEM, name=seller["name"], tax_id=seller["tax_id"], region=region
+        )
+    except Exception as exc:  # ValidationError from full_clean: the record is not storable here
+        raise _refuse(
+            QuarantineReason.INVALID_CONTENT, f"seller cannot be registered: {exc}"
+        ) from exc
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _lines(invoice: Invoice, payload: dict[str, Any]) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=line["position"],
+            kind=line["kind"],
+            tax_code=line["tax_code"],
+            item_name=line["name"],
+            printed_name=line["name"],
+            spec=line["spec"],
+            unit=line["unit"],
+            quantity=_decimal(line["quantity"]),
+            unit_price=_decimal(line["unit_price"]),
+            amount=Decimal(line["amount"]),
+            tax_rate=line["tax_rate"],
+            tax=Decimal(line["tax"]),
+        )
+        for line in payload["lines"]
+    ]
+
+
+def _invoice(event: IncomingEvent, payload: dict[str, Any], seller: Organisation) -> Invoice:
+    content, buyer = event.payload, payload["buyer"]
+    issue_date = parse_date(payload["issue_date"])
+    if not isinstance(issue_date, date):
+        raise _refuse(QuarantineReason.INVALID_CONTENT, "issue_date is not a date")
+    return Invoice(
+        uid=stream_uid(event.stream),
+        kind=payload["kind"],
+        status=InvoiceStatus.ISSUED,
+        number=payload["number"],
+        issue_date=issue_date,
+        issued_at=event.occurred_at,
+        seller=seller,
+        seller_name=payload["seller"]["name"],
+        seller_tax_id=payload["seller"]["tax_id"],
+        seller_address=payload["seller"]["address"],
+        seller_bank=payload["seller"]["bank"],
+        buyer=Organisation.objects.filter(tax_id=buyer["tax_id"]).first()
+        if buyer["tax_id"]
+        else None,
+        buyer_kind=buyer["kind"],
+        buyer_name=buyer["name"],
+        buyer_tax_id=buyer["tax_id"],
+        buyer_address=buyer["address"],
+        buyer_bank=buyer["bank"],
+        total_amount=Decimal(payload["total_amount"]),
+        total_tax=Decimal(payload["total_tax"]),
+        total_with_tax=Decimal(payload["total_with_tax"]),
+        remarks=payload["remarks"],
+        created_by_label=payload["issuer"],
+        issuer_name=payload["issuer"],
+        reviewer_name=payload["reviewer"],
+        signing_key_id=content["key_id"],
+        signature=content["signature"],
+        payload_hash=content["payload_hash"],
+        red_of=_red_of(payload),
+    )
+
+
+def _red_of(payload: dict[str, Any]) -> Invoice | None:
+    """The blue invoice a red invoice reverses; it must be here first (else the event waits)."""
+    if "red_of" not in payload:
+        return None
+    number = payload["red_of"]["number"]
+    blue = Invoice.objects.filter(number=number).first()
+    if blue is None:
+        raise ApplyLater(
+            ParkReason.GAP, f"red invoice of {number}, which has not arrived at this node yet"
+        )
+    return blue
+
+
+def _check_not_held(uid: object, number: str) -> bool:
+    """True if this exact invoice is here already (repaired by reconciliation); conflicts refuse."""
+    held = Invoice.objects.filter(number=number).values_list("uid", flat=True).first()
+    if held is not None and held != uid:
+        raise _refuse(QuarantineReason.CONFLICT, f"number {number} is invoice {held} here")
+    return held is not None
+
+
+@register_applier(ISSUED_EVENT, side=FactSide.SELLER, version=1)
+def apply_invoice_issued(event: IncomingEvent) -> None:
+    """Store the replica of an invoice issued at its home node."""
+    body = verify_issued_signature(event)
+    payload = event.payload["invoice"]
+    try:
+        number = str(payload["number"])
+        if number[2:4] != event.seller_region:
+            raise _refuse(
+                QuarantineReason.WRONG_WRITER,
+                f"number {number} belongs to region {number[2:4]}, routed as region "
+                f"{event.seller_region}",
+            )
+        if _check_not_held(stream_uid(event.stream), number):
+            return
+        invoice = _invoice(event, payload, _seller(payload, event.seller_region))
+        lines = _lines(invoice, payload)
+    except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
+        raise _refuse(
+            QuarantineReason.INVALID_CONTENT, f"unreadable invoice payload: {exc!r}"
+        ) from exc
+    if canonical_json(invoice_payload(invoice, lines)) != body:
+        raise _refuse(
+            QuarantineReason.INVALID_CONTENT,
+            f"invoice {number} cannot be stored here exactly as signed",
+        )
+    invoice.save()
+    InvoiceLine.objects.bulk_create(lines)
+    record_audit(
+        SYSTEM,
+        "invoice.replicated",
+        invoice.stream,
+        invoice.seller_id,
+        {"number": number, "writer": event.writer},
+    )

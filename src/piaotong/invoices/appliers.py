@@ -1,0 +1,64 @@
+"""Red-letter (红字) and void (作废) events from the other party's node, applied here.
+
+The counterparty's node writes its side of the red-letter workflow (request, answer, withdrawal,
+expiry) and the seller's home node writes red flushes and voids; `redletter.apply_remote_event`
+runs the same state changes as the local actions. Whose fact an event is depends on its payload
+(a request is the initiator's, an answer the answering side's), so the side is a function of the
+payload and the exchange checks the writer against it (ARCHITECTURE §5).
+
+Registered on import, from `InvoicesConfig.ready()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from piaotong.exchange.apply import ApplyLater, ApplyRefused, register_applier, stream_uid
+from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
+from piaotong.exchange.messages import IncomingEvent
+from piaotong.invoices import redletter
+from piaotong.invoices.models import Invoice
+from piaotong.lib.errors import RuleViolation
+
+
+def _side_of(kind: str) -> Callable[[dict[str, Any]], FactSide]:
+    def side(payload: dict[str, Any]) -> FactSide:
+        return FactSide(redletter.writer_side(kind, payload).value)
+
+    return side
+
+
+def _check_stream(event: IncomingEvent) -> None:
+    """The invoice the payload names must be the one whose stream carries the event: a writer
+    may not state facts about another invoice under this one's history."""
+    number = event.payload.get("blue_number") or event.payload.get("number")
+    if not isinstance(number, str):
+        raise ApplyRefused(QuarantineReason.MALFORMED, f"{event.kind} names no invoice number")
+    held = Invoice.objects.filter(number=number).values_list("uid", flat=True).first()
+    if held is None:
+        raise ApplyLater(ParkReason.GAP, f"invoice {number} has not arrived here yet")
+    if held != stream_uid(event.stream):
+        raise ApplyRefused(
+            QuarantineReason.CONFLICT, f"{event.kind} about {number} on another invoice's stream"
+        )
+
+
+def apply_red_letter_event(event: IncomingEvent) -> None:
+    _check_stream(event)
+    try:
+        redletter.apply_remote_event(event.kind, event.payload)
+    except redletter.NotYetKnown as missing:
+        raise ApplyLater(ParkReason.GAP, f"{missing} has not arrived here yet") from None
+    except RuleViolation as violation:
+        raise ApplyRefused(
+            QuarantineReason.CONFLICT, f"{event.kind} does not fit here: {violation}"
+        ) from None
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise ApplyRefused(
+            QuarantineReason.INVALID_CONTENT, f"unreadable {event.kind} payload: {exc!r}"
+        ) from None
+
+
+for _kind in sorted(redletter.HANDLED_EVENTS):
+    register_applier(_kind, side=_side_of(_kind), version=1)(apply_red_letter_event)
