@@ -8,7 +8,7 @@ The names (to be declared in settings.py; until then the environment is read dir
 - `PIAOTONG_HUB_KEY_ID`: the hub's signing key id that regional nodes trust (default: the
   first hub key seen);
 - `PIAOTONG_NATS_REPLICAS`: stream replicas (1 on a single server, 3 on a production cluster);
-- `PIAOTONG_RELAY_POLL_SECONDS`: the relay's poll fallback (default 0.2, at most 1);
+- `PIAOTONG_RELAY_POLL_SECONDS`: the relay's poll fallback (default 0.2, at most 1; after a cycle that published, the relay polls again after 50 ms);
 - `PIAOTONG_SYNC_LAG_ALERT_SECONDS` / `PIAOTONG_OUTBOX_AGE_ALERT_SECONDS`: alert thresholds
   (default 60 / 300).
 """

@@ -95,7 +95,8 @@ class _Batch:
         streams = {e.stream for e in events}
         seen: set[uuid.UUID] = set()
         for model in (InboxEvent, ParkedEvent, QuarantinedEvent):
-            seen.update(model.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+            held = model.objects.filter(event_id__in=ids).values_list("event_id", flat=True)
+            seen.update(event_id for event_id in held if event_id is not None)
         parked = ParkedEvent.objects.filter(stream__in=streams).values_list("stream", "writer")
         return cls(seen, set(parked))
 

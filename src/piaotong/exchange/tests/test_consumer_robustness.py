@@ -143,11 +143,30 @@ def _kill_other_connections() -> int:
         return len(cursor.fetchall())
 
 
-def test_the_workers_reconnect_after_postgresql_dropped_their_connections(
-    clerk: Any, org_a: Any, org_b: Any, publisher: NatsLink, nats_url: str
-) -> None:
+def _postgresql_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("a killed PostgreSQL connection; SQLite is covered by the lock tests")
+
+
+def test_the_relay_reconnects_after_postgresql_dropped_its_connection(
+    clerk: Any, org_a: Any, org_b: Any, nats_url: str
+) -> None:
+    _postgresql_only()
+    actor = actor_for_user(clerk)
+    relay = Relay(NatsLink(nats_url, "test-relay"))
+    unpublished = OutboxEvent.objects.filter(published_at__isnull=True)
+    with running(relay):
+        do_issue_invoices(actor, org_a, [draft(org_b)])
+        _wait(lambda: not unpublished.exists(), 15)
+        assert _kill_other_connections() >= 1  # the relay's
+        do_issue_invoices(actor, org_a, [draft(org_b)])
+        _wait(lambda: not unpublished.exists(), 15)
+
+
+def test_the_consumer_reconnects_after_postgresql_dropped_its_connection(
+    clerk: Any, org_a: Any, org_b: Any, publisher: NatsLink, nats_url: str
+) -> None:
+    _postgresql_only()
     register("node-11", "11")
     before, after = issue_many_elsewhere(clerk, org_a, [draft(org_b), draft(org_b)])
     with as_node("node-31", "31"):
@@ -159,13 +178,3 @@ def test_the_workers_reconnect_after_postgresql_dropped_their_connections(
             _publish(publisher, after)
             _wait(lambda: consumer.outcomes.get(Outcome.APPLIED) == 2, 20)
     assert consumer.outcomes == {Outcome.APPLIED: 2}
-
-    actor = actor_for_user(clerk)
-    relay = Relay(NatsLink(nats_url, "test-relay"))
-    unpublished = OutboxEvent.objects.filter(published_at__isnull=True)
-    with running(relay):
-        do_issue_invoices(actor, org_a, [draft(org_b)])
-        _wait(lambda: not unpublished.exists(), 15)
-        assert _kill_other_connections() >= 1  # the relay's
-        do_issue_invoices(actor, org_a, [draft(org_b)])
-        _wait(lambda: not unpublished.exists(), 15)

@@ -15,12 +15,25 @@ class Command(BaseCommand):
     help = "Apply events of other nodes from NATS JetStream (PIAOTONG_NATS_URL) until SIGTERM."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--batch", type=int, default=200)
+        parser.add_argument(
+            "--batch", type=int, default=200, help="messages applied per transaction (200)"
+        )
+        parser.add_argument(
+            "--linger",
+            type=float,
+            default=0.02,
+            help="after the first message, seconds to wait for more of a batch (0.02)",
+        )
         parser.add_argument("--stall-seconds", type=float, default=15.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
         link = link_for("consumer")
-        consumer = Consumer(link, batch=options["batch"], stall_seconds=options["stall_seconds"])
+        consumer = Consumer(
+            link,
+            batch=options["batch"],
+            stall_seconds=options["stall_seconds"],
+            linger=options["linger"],
+        )
         stop_on_signals(consumer.stop)
         self.stdout.write(
             f"Consumer {consumer.durable} on {link.url}: {', '.join(filter_subjects(consumer.node))}"
