@@ -29,7 +29,9 @@ def _unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# while it is open, and tests after the browser tests on the same worker call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     reason = _unavailable()
     if reason:
