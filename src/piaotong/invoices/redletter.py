@@ -21,8 +21,6 @@ the lock order of issuing (invoice -> quota -> number sequence -> audit head) ho
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -85,18 +83,16 @@ Audit = tuple[str, str, int | None, dict[str, Any]]
 # --- Who may act where -------------------------------------------------------------------
 
 
-def buyer_usage_of(invoice: Invoice) -> str | None:
-    """What the buyer did with the invoice: "" nothing, "booked", "selected", "confirmed";
-    None when this node cannot tell (the deduction app's query is not installed).
+def buyer_usage_of(invoice: Invoice) -> str:
+    """What the buyer did with the invoice: "" nothing, "booked", "selected", "confirmed".
 
     A natural person neither books nor deducts, so their invoices are always unused.
     """
     if invoice.buyer_kind == BuyerKind.PERSON:
         return ""
-    if importlib.util.find_spec("piaotong.deduction.queries") is None:
-        return None
-    queries = importlib.import_module("piaotong.deduction.queries")
-    return str(queries.buyer_usage(invoice))
+    from piaotong.deduction.queries import buyer_usage  # deduction imports invoices
+
+    return buyer_usage(invoice)
 
 
 def party(invoice: Invoice, side: str) -> Organisation | None:
@@ -782,14 +778,6 @@ def check_voidable(invoice: Invoice, today: date) -> None:
             _("A red-letter request exists for this invoice; it cannot also be voided."),
         )
     usage = buyer_usage_of(invoice)
-    if usage is None:
-        raise _void_violation(
-            "usage_unknown",
-            _(
-                "This node cannot tell whether the buyer has booked or used the invoice, so it "
-                "cannot be voided; reverse it with a red-letter invoice (红冲) instead."
-            ),
-        )
     if usage:
         raise _void_violation(
             "buyer_used",

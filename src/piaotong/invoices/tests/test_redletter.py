@@ -3,7 +3,6 @@ invoice's status, the ledger, the audit chain and the outbox."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from datetime import timedelta
 from decimal import Decimal
@@ -38,7 +37,6 @@ from piaotong.lib.errors import RuleViolation
 
 pytestmark = pytest.mark.django_db
 
-HAS_USAGE_QUERY = importlib.util.find_spec("piaotong.deduction.queries") is not None
 RETURN = RedLetterReason.SALES_RETURN
 ERROR = RedLetterReason.INVOICING_ERROR
 
@@ -268,13 +266,6 @@ def test_it_needs_confirmation_for_a_partial_reversal_even_to_a_person(blue_to_p
     assert raised.value.code == "buyer_not_registered"
 
 
-@pytest.mark.skipif(HAS_USAGE_QUERY, reason="the deduction app answers buyer usage now")
-def test_it_requires_confirmation_while_buyer_usage_is_unknown(blue, seller):
-    confirmation = do_request_red_letter(seller, blue, "seller", RedLetterInput(ERROR))
-    assert confirmation.status == RedLetterStatus.PENDING and confirmation.confirmation_required
-
-
-@pytest.mark.skipif(not HAS_USAGE_QUERY, reason="needs piaotong.deduction.queries.buyer_usage")
 def test_it_reverses_an_unbooked_invoice_without_the_buyers_confirmation(blue, seller):
     confirmation = do_request_red_letter(seller, blue, "seller", RedLetterInput(ERROR))
     assert confirmation.status == RedLetterStatus.ISSUED and not confirmation.confirmation_required
@@ -401,7 +392,6 @@ def test_it_chains_every_step_on_the_blue_invoices_stream(blue, seller, buyer):
     assert [f.chain for f in verify_ledger()] == [f"{blue.stream} (node-11)"]
 
 
-@pytest.mark.skipif(not HAS_USAGE_QUERY, reason="needs piaotong.deduction.queries.buyer_usage")
 def test_it_needs_the_buyers_confirmation_once_the_buyer_booked_the_invoice(blue, seller, buyer):
     from piaotong.deduction.actions import do_book_invoice
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import timedelta
 from decimal import Decimal
 
@@ -26,7 +25,6 @@ from piaotong.ledger.verify import verify_ledger
 from piaotong.lib.errors import RuleViolation
 
 pytestmark = pytest.mark.django_db
-HAS_USAGE_QUERY = importlib.util.find_spec("piaotong.deduction.queries") is not None
 
 
 def test_it_voids_a_paper_invoice_of_this_month(org_a, seller):
@@ -101,21 +99,11 @@ def test_it_does_not_void_a_red_flushed_or_red_invoice(org_a, seller):
     assert invoice.status == InvoiceStatus.FULLY_RED_FLUSHED
 
 
-@pytest.mark.skipif(HAS_USAGE_QUERY, reason="the deduction app answers buyer usage now")
-def test_it_refuses_to_void_while_buyer_usage_is_unknown(org_a, org_c, seller):
-    invoice = paper(org_a, seller, org_c)
-    with pytest.raises(RuleViolation) as raised:
-        do_void_invoice(seller, invoice, "mistake")
-    assert raised.value.code == "usage_unknown"
-
-
-@pytest.mark.skipif(not HAS_USAGE_QUERY, reason="needs piaotong.deduction.queries.buyer_usage")
 def test_it_voids_an_unused_invoice_to_an_organisation(org_a, org_c, seller):
     invoice = do_void_invoice(seller, paper(org_a, seller, org_c), "mistake")
     assert invoice.status == InvoiceStatus.VOIDED
 
 
-@pytest.mark.skipif(not HAS_USAGE_QUERY, reason="needs piaotong.deduction.queries.buyer_usage")
 def test_it_does_not_void_an_invoice_the_buyer_booked(org_a, org_c, seller, buyer):
     from piaotong.deduction.actions import do_book_invoice
 
