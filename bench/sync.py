@@ -161,6 +161,12 @@ def rss_mb(state: cluster.ClusterState) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_cluster(regions: list[str], env_extra: dict[str, str]) -> tuple[Path, Any]:
     directory = Path(tempfile.mkdtemp(prefix="piaotong-bench-sync-")) / "c"
     state = cluster.up(directory, regions, invoices_per_org=0, say=lambda _: None)
@@ -308,6 +314,11 @@ def phase_catchup(backlog: int) -> None:
         emit(bench="sync", metric="catchup_events_per_s", backlog=issued, complete=ok,
              value=round(issued / span, 1), unit="1/s", wall_clock_s=round(wall, 1),
              target=">= 2000/s", ok=issued / span >= 2000)  # fmt: skip
+        cpu = cpu_seconds(state.node("31").pids["consumer"])
+        emit(bench="sync", metric="catchup_consumer_cpu_ms_per_event", backlog=issued,
+             value=round(cpu * 1000 / issued, 3), unit="ms", load_average=os.getloadavg(),
+             note="31's consumer process: all its CPU time since it started (start-up "
+                  "included) / events; other work on the machine does not inflate it much")  # fmt: skip
         emit(bench="sync", metric="peak_rss_mb_by_process", value=rss_mb(state), unit="MB")
     finally:
         cluster.down(directory, say=lambda _: None)

@@ -37,7 +37,9 @@ commit (`wake_parked`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -116,7 +118,9 @@ class Applier:
     def apply(self, event: IncomingEvent) -> None:
         """Run the apply-function; after the commit, retry what waited for this event."""
         self.function(event)
-        if _others_parked(event.stream, event.writer):
+        if _maybe_others_parked(event.stream, event.writer) and _others_parked(
+            event.stream, event.writer
+        ):
             transaction.on_commit(partial(wake_parked, event.stream, event.writer))
 
 
@@ -192,6 +196,30 @@ def applier_for(kind: str) -> ReceivedApplier | None:
 
 def registered_kinds() -> list[str]:
     return sorted(_APPLIERS)
+
+
+# The (stream, writer) pairs with parked events, as a consumer's batch knows them (read at its
+# start, kept up to date as its events park): a stream none of whose other writers is in it
+# needs no query. None outside a batch.
+_KNOWN_PARKED: ContextVar[set[tuple[str, str]] | None] = ContextVar(
+    "exchange_known_parked", default=None
+)
+
+
+@contextmanager
+def known_parked(pairs: set[tuple[str, str]]) -> Iterator[None]:
+    """Within the block, `pairs` (kept up to date by the caller) are all parked pairs of the
+    streams the block applies events to."""
+    token = _KNOWN_PARKED.set(pairs)
+    try:
+        yield
+    finally:
+        _KNOWN_PARKED.reset(token)
+
+
+def _maybe_others_parked(stream: str, writer: str) -> bool:
+    pairs = _KNOWN_PARKED.get()
+    return pairs is None or any(s == stream and w != writer for s, w in pairs)
 
 
 def _others_parked(stream: str, writer: str) -> bool:

@@ -38,8 +38,10 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from piaotong.exchange.apply import ApplyLater, applier_for
+from piaotong.accounts.access import Actor
+from piaotong.exchange.apply import ApplyLater, applier_for, known_parked
 from piaotong.exchange.choices import ParkReason, QuarantineReason
+from piaotong.exchange.memo import batch_memo, forget
 from piaotong.exchange.messages import (
     IncomingEvent,
     Poison,
@@ -56,6 +58,8 @@ from piaotong.exchange.nodes import (
     this_node,
 )
 from piaotong.exchange.writers import wrong_writer
+from piaotong.fastsql import Rows, build, insert_rows
+from piaotong.ledger.actions import record_audit
 from piaotong.ledger.models import LedgerEvent
 
 log = logging.getLogger(__name__)
@@ -119,12 +123,17 @@ def _receive(
     message.stream_seq = stream_seq
     if message.writer == settings.PIAOTONG_NODE_ID:
         return Outcome.OWN
-    # In a batch the caller's per-message savepoint is this transaction already.
-    with nullcontext() if batch else transaction.atomic():
-        seen = message.event_id in batch.seen if batch else _already_seen(message)
-        if seen:
+    if batch is not None:
+        # The caller's savepoint isolates the event: a refusal (Poison, ApplyLater) goes up to
+        # it, and it writes the quarantine or parked row after rolling the event back.
+        if message.event_id in batch.seen:
             return Outcome.DUPLICATE
-        outcome = _process(message)
+        outcome = _check_and_apply(message, None, isolated=False)
+    else:
+        with transaction.atomic():
+            if _already_seen(message):
+                return Outcome.DUPLICATE
+            outcome = _process(message)
     if outcome == Outcome.APPLIED and (
         batch is None or (message.stream, message.writer) in batch.parked
     ):
@@ -157,22 +166,11 @@ def receive_batch(
         with transaction.atomic():
             transaction.on_commit(lambda: committed.append(True))  # runs first after the commit
             batch = _Batch.read([m for m in parsed if isinstance(m, IncomingEvent)])
-            for (data, subject, stream_seq), message in zip(messages, parsed, strict=True):
-                try:
-                    with transaction.atomic():  # a savepoint: a failure loses only this one
-                        if isinstance(message, Poison):
-                            outcome = _quarantine_raw(data, subject, stream_seq, message)
-                        else:
-                            outcome = _receive(message, data, subject, stream_seq, batch)
-                except DATABASE_UNAVAILABLE:
-                    raise
-                except Exception:
-                    log.exception("could not apply a message on %s; it will come back", subject)
-                    outcomes.append(None)
-                    continue
-                outcomes.append(outcome)  # only now: a rolled-back savepoint is not "seen"
-                if isinstance(message, IncomingEvent):
-                    batch.received(message, outcome)
+            with batch_memo(), known_parked(batch.parked):
+                for (data, subject, stream_seq), message in zip(messages, parsed, strict=True):
+                    outcome = _receive_in_batch(message, data, subject, stream_seq, batch)
+                    outcomes.append(outcome)
+            _audit_batch(messages, outcomes)
     except Exception:
         if not committed:
             raise
@@ -180,6 +178,58 @@ def receive_batch(
         # Those events stay parked and are tried again by the next event of their stream.
         log.exception("after applying a batch: waking parked events failed")
     return outcomes
+
+
+def _audit_batch(
+    messages: Sequence[tuple[bytes, str, int | None]], outcomes: list[Outcome | None]
+) -> None:
+    """One audit entry per batch that changed something: what it applied, parked, quarantined
+    (each event itself is in the ledger and the inbox, parked or quarantine table)."""
+    counts = {o.value: outcomes.count(o) for o in _AUDITED if o in outcomes}
+    if not counts:
+        return
+    seqs = [seq for _, _, seq in messages if seq is not None]
+    details: dict[str, object] = {"outcomes": counts}
+    if seqs:
+        details["stream_seq"] = [min(seqs), max(seqs)]
+    record_audit(Actor(), "exchange.batch_received", "inbox", None, details)
+
+
+_AUDITED = (Outcome.APPLIED, Outcome.PARKED, Outcome.QUARANTINED)
+
+
+def _receive_in_batch(
+    message: IncomingEvent | RegistryMessage | Poison,
+    data: bytes,
+    subject: str,
+    stream_seq: int | None,
+    batch: _Batch,
+) -> Outcome | None:
+    """One message of a batch in its own savepoint: a failure loses only this one (None)."""
+    try:
+        try:
+            with transaction.atomic():
+                if isinstance(message, Poison):
+                    outcome = _quarantine_raw(data, subject, stream_seq, message)
+                else:
+                    outcome = _receive(message, data, subject, stream_seq, batch)
+        except (Poison, ApplyLater) as refusal:  # the event's writes are rolled back
+            forget()
+            assert isinstance(message, IncomingEvent)
+            with transaction.atomic():
+                if isinstance(refusal, Poison):
+                    outcome = _quarantine(message, refusal)
+                else:
+                    outcome = _park(message, refusal.reason)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception:
+        forget()  # its savepoint rolled back: what it wrote must not be remembered
+        log.exception("could not apply a message on %s; it will come back", subject)
+        return None
+    if isinstance(message, IncomingEvent):  # only now: a rolled-back savepoint is not "seen"
+        batch.received(message, outcome)
+    return outcome
 
 
 def _already_seen(event: IncomingEvent) -> bool:
@@ -195,12 +245,18 @@ def _process(event: IncomingEvent, received_at: datetime | None = None) -> Outco
     try:
         return _check_and_apply(event, received_at)
     except Poison as poison:
+        forget()  # the event's savepoint rolled back
         return _quarantine(event, poison)
     except ApplyLater as later:
+        forget()
         return _park(event, later.reason)
 
 
-def _check_and_apply(event: IncomingEvent, received_at: datetime | None) -> Outcome:
+def _check_and_apply(
+    event: IncomingEvent, received_at: datetime | None, isolated: bool = True
+) -> Outcome:
+    """Check the event and apply it; raises Poison or ApplyLater. `isolated`: in a savepoint
+    of its own (else the caller's savepoint must roll back what a refusal leaves)."""
     applier = applier_for(event.kind)
     if applier is None:
         raise Poison(
@@ -224,11 +280,13 @@ def _check_and_apply(event: IncomingEvent, received_at: datetime | None) -> Outc
     if not event.hash_matches():
         raise Poison(QuarantineReason.BAD_HASH, "the event's content does not match its hash")
     _check_position(event)
-    with transaction.atomic():  # a savepoint: a refusing apply-function leaves nothing behind
+    # A savepoint: a refusing apply-function leaves nothing behind.
+    with transaction.atomic() if isolated else nullcontext():
         _store_ledger_event(event)
         applier.apply(event)
         now = timezone.now()
-        InboxEvent.objects.create(
+        _insert(
+            InboxEvent,
             event_id=event.event_id,
             stream=event.stream,
             writer=event.writer,
@@ -244,15 +302,23 @@ def _check_and_apply(event: IncomingEvent, received_at: datetime | None) -> Outc
     return Outcome.APPLIED
 
 
+def _insert(model: type[LedgerEvent] | type[InboxEvent], **values: object) -> None:
+    """One row of the hot path, without compiling an INSERT per event (`fastsql`)."""
+    insert_rows([build(model, values)])
+
+
+def _last_sql() -> str:
+    table = LedgerEvent._meta.db_table
+    return (
+        f"SELECT seq, hash FROM {table} WHERE stream = %s AND writer = %s "  # noqa: S608
+        "ORDER BY seq DESC LIMIT 1"
+    )
+
+
 def _check_position(event: IncomingEvent) -> None:
     """The event must be the next of its (stream, writer) and link to the previous one."""
-    last = (
-        LedgerEvent.objects.filter(stream=event.stream, writer=event.writer)
-        .order_by("-seq")
-        .values_list("seq", "hash", "event_id")
-        .first()
-    )
-    last_seq, last_hash = (last[0], last[1]) if last else (0, "")
+    last = Rows(_last_sql(), [event.stream, event.writer]).first()
+    last_seq, last_hash = (int(last[0]), str(last[1])) if last else (0, "")
     if event.seq <= last_seq:
         held = LedgerEvent.objects.get(stream=event.stream, writer=event.writer, seq=event.seq)
         raise Poison(
@@ -270,7 +336,8 @@ def _check_position(event: IncomingEvent) -> None:
 
 def _store_ledger_event(event: IncomingEvent) -> None:
     """The foreign event, stored under its writer exactly as hashed (original payload)."""
-    LedgerEvent.objects.create(
+    _insert(
+        LedgerEvent,
         event_id=event.event_id,
         stream=event.stream,
         writer=event.writer,

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from piaotong.accounts.access import Actor
 from piaotong.exchange.choices import NodeRole, QuarantineReason
 from piaotong.exchange.config import setting
+from piaotong.exchange.memo import forget, remember
 from piaotong.exchange.messages import Poison, RegistryMessage, envelope
 from piaotong.exchange.models import Node, NodeKey, RegistryState
 from piaotong.ledger.actions import record_audit
@@ -73,6 +74,7 @@ def registry_state() -> RegistryState:
 
 def _upsert(node_id: str, role: str, region: str, keys: list[dict[str, Any]]) -> bool:
     """Record a node and its keys; True if anything changed. Keys are never deleted."""
+    forget()  # a consumer's batch must not answer from the registry as it was
     node, created = Node.objects.get_or_create(
         node_id=node_id, defaults={"role": role, "region": region}
     )
@@ -249,8 +251,20 @@ def do_apply_registry(message: RegistryMessage) -> bool:
 
 
 def node_of(node_id: str) -> Node | None:
-    return Node.objects.filter(node_id=node_id).first()
+    """The registered node, remembered for the rest of a consumer's batch (`memo`)."""
+    return remember(
+        "node",
+        node_id,
+        lambda: Node.objects.filter(node_id=node_id).first(),
+        remember_missing=True,
+    )
 
 
 def key_of(key_id: str) -> NodeKey | None:
-    return NodeKey.objects.select_related("node").filter(key_id=key_id).first()
+    """The registered key with its node, remembered for the rest of a consumer's batch."""
+    return remember(
+        "node_key",
+        key_id,
+        lambda: NodeKey.objects.select_related("node").filter(key_id=key_id).first(),
+        remember_missing=True,
+    )

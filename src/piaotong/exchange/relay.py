@@ -94,6 +94,36 @@ def _unpublished(batch: int) -> Any:
     return rows.select_related("ledger_event")[:batch]
 
 
+def _mark_sql() -> str:
+    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+    return (
+        f"UPDATE {table} SET published_at = %s, stream_seq = %s, attempts = %s, "  # noqa: S608
+        "last_error = %s WHERE id = %s"
+    )
+
+
+def _mark(done: list[OutboxEvent], failed: list[OutboxEvent]) -> None:
+    """Record the outcome of each row in one transaction: one prepared UPDATE run per row
+    (`executemany`; `bulk_update` compiled a CASE per row and column, which took most of a
+    cycle's time at a few hundred rows)."""
+    rows = done + failed
+    if not rows:
+        return
+    field = OutboxEvent._meta.get_field("published_at")
+    params = [
+        (
+            field.get_db_prep_save(row.published_at, connection),
+            row.stream_seq,
+            row.attempts,
+            row.last_error,
+            row.pk,
+        )
+        for row in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(_mark_sql(), params)
+
+
 class Relay:
     """Publishes this node's outbox. Use `run()` in a worker process or `start()` in a thread."""
 
@@ -134,10 +164,7 @@ class Relay:
             else:
                 row.last_error = result.error[:2000]
                 failed.append(row)
-        with transaction.atomic():
-            OutboxEvent.objects.bulk_update(
-                done + failed, ["published_at", "stream_seq", "attempts", "last_error"]
-            )
+        _mark(done, failed)
         if failed and not done:
             raise NatsUnavailable(failed[0].last_error)
         return len(done)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -59,7 +60,13 @@ def sign(private_key: Ed25519PrivateKey, data: bytes) -> str:
 
 def verify(public_key: bytes, data: bytes, signature: str) -> bool:
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(base64.b64decode(signature), data)
+        _public_key(bytes(public_key)).verify(base64.b64decode(signature), data)
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+@lru_cache(maxsize=256)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """Loaded once per key: a consumer checks thousands of signatures by the same few keys."""
+    return Ed25519PublicKey.from_public_bytes(raw)

@@ -6,13 +6,19 @@ Node 11 issues (Beijing seller org A to Shanghai buyer org B); node 31 and the h
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import orjson
 import pytest
 from django.db import OperationalError
 
-from piaotong.exchange.apply import register_applier, unregister_applier
+from piaotong.accounts.access import Actor
+from piaotong.accounts.actions import do_register_organisation
+from piaotong.accounts.models import Organisation
+from piaotong.documents.actions import get_document
+from piaotong.documents.models import Document
+from piaotong.exchange.apply import ApplyRefused, register_applier, unregister_applier
 from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
 from piaotong.exchange.inbox import (
     Outcome,
@@ -21,6 +27,7 @@ from piaotong.exchange.inbox import (
     release_quarantined,
     retry_parked,
 )
+from piaotong.exchange.memo import remember
 from piaotong.exchange.messages import dumps
 from piaotong.exchange.models import InboxEvent, ParkedEvent, QuarantinedEvent
 from piaotong.exchange.tests.conftest import (
@@ -32,9 +39,10 @@ from piaotong.exchange.tests.conftest import (
     register,
 )
 from piaotong.invoices.models import Invoice
-from piaotong.ledger.models import LedgerEvent
+from piaotong.ledger.models import AuditEntry, LedgerEvent
 from piaotong.ledger.verify import verify_ledger
 from piaotong.lib.canonical import canonical_json, chain_hash
+from piaotong.lib.taxid import compose_uscc
 
 
 @pytest.fixture
@@ -284,3 +292,67 @@ def test_a_batch_whose_database_fails_leaves_nothing_behind(issued: Sent) -> Non
             assert receive_batch([(issued.data, issued.subject, 1)]) == [Outcome.APPLIED]
     finally:
         unregister_applier("InvoiceDbFails")
+
+
+def test_a_batch_forgets_what_a_refused_event_wrote(issued: Sent) -> None:
+    """Within a batch, looked-up rows are remembered (`memo.remember`); an event refused after
+    writing one is rolled back, and the next event must not be handed the vanished row."""
+    tax_id = compose_uscc("9", "1", "110105", "MEMA0001")
+    used: list[bool] = []
+
+    @register_applier("OrgNoted", side=FactSide.SELLER)
+    def apply_org_noted(event: Any) -> None:
+        org = remember(
+            "organisation", tax_id, lambda: Organisation.objects.filter(tax_id=tax_id).first()
+        )
+        if org is None:
+            created = do_register_organisation(
+                Actor(), name="记忆测试公司", tax_id=tax_id, region="11"
+            )
+            org = remember("organisation", tax_id, lambda: created)
+        if event.payload.get("refuse"):
+            raise ApplyRefused(QuarantineReason.INVALID_CONTENT, "refused by the test")
+        assert org is not None
+        used.append(Organisation.objects.filter(pk=org.pk).exists())
+
+    try:
+        event = _event(issued)
+        refused, _ = event_message(event["stream"], "node-11", 2, "OrgNoted", {"refuse": True}, event["hash"])  # fmt: skip
+        other, _ = event_message("invoice:" + str(uuid.uuid4()), "node-11", 1, "OrgNoted", {}, "")
+        batch = [(s.data, s.subject, None) for s in (issued, refused, other)]
+        with as_node("node-31", "31"):
+            outcomes = receive_batch(batch)
+        assert outcomes == [Outcome.APPLIED, Outcome.QUARANTINED, Outcome.APPLIED]
+        assert used == [True]  # the organisation the refused event registered was forgotten
+        assert Organisation.objects.filter(tax_id=tax_id).count() == 1
+    finally:
+        unregister_applier("OrgNoted")
+
+
+def test_a_batch_writes_one_audit_entry_for_what_it_received(issued: Sent, noted_kind: str) -> None:
+    event = _event(issued)
+    refused, _ = event_message(event["stream"], "node-11", 2, noted_kind, {"refuse": True}, event["hash"], schema_version=2)  # fmt: skip
+    batch = [(issued.data, issued.subject, 7), (refused.data, refused.subject, 8)]
+    before = AuditEntry.objects.count()
+    with as_node("node-31", "31"):
+        assert receive_batch(batch) == [Outcome.APPLIED, Outcome.QUARANTINED]
+        assert receive_batch(batch) == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    entries = list(AuditEntry.objects.order_by("seq")[before:])
+    assert [e.action for e in entries] == ["exchange.batch_received"]
+    assert entries[0].details == {
+        "outcomes": {"applied": 1, "quarantined": 1},
+        "stream_seq": [7, 8],
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replica_is_rendered_on_first_download_not_by_the_consumer(
+    issued: Sent, settings: Any
+) -> None:
+    settings.PIAOTONG_DOCUMENTS_RENDER = "inline"  # what an issuing node does after its commit
+    with as_node("node-31", "31"):
+        assert receive_batch([(issued.data, issued.subject, 1)]) == [Outcome.APPLIED]
+        invoice = Invoice.objects.get(uid=_event(issued)["stream"].removeprefix("invoice:"))
+        assert not Document.objects.filter(invoice=invoice).exists()
+        document = get_document(invoice, "pdf")
+    assert document.size > 0 and Document.objects.filter(invoice=invoice).count() == 1
