@@ -41,6 +41,9 @@ class Action(StrEnum):
     TRACE_INVOICE = "trace_invoice"
     VIEW_SYNC = "view_sync"
     HANDLE_TICKETS = "handle_tickets"
+    # Authority flags (失控 / 异常) on issued invoices: like REVIEW_REGISTRATION, effective only
+    # in a tax bureau, over its region's sellers, and only on the hub (invoices.authority).
+    FLAG_INVOICE = "flag_invoice"
 
 
 # Voiding and red-letter stay with the finance manager: both need a second factor at login
@@ -120,6 +123,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.TRACE_INVOICE,
             Action.VIEW_SYNC,
             Action.HANDLE_TICKETS,
+            Action.FLAG_INVOICE,
         }
     ),
     # The operator of the platform node: its health and its own staff, never a taxpayer's

@@ -142,7 +142,10 @@ def list_invoices(
     )
 
 
-# Red-letter and void endpoints live in their own module, under the same /invoices prefix.
+# Red-letter and void endpoints, and authority flags, live in their own modules, under the same
+# /invoices prefix.
+from piaotong.invoices.api_authority import router as authority_router  # noqa: E402
 from piaotong.invoices.api_redletter import router as redletter_router  # noqa: E402
 
 router.add_router("", redletter_router)
+router.add_router("", authority_router)

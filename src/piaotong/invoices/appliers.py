@@ -1,10 +1,12 @@
-"""Red-letter (红字) and void (作废) events from the other party's node, applied here.
+"""Red-letter (红字) and void (作废) events from the other party's node, and authority flags
+(失控 / 异常) from the hub, applied here.
 
 The counterparty's node writes its side of the red-letter workflow (request, answer, withdrawal,
 expiry) and the seller's home node writes red flushes and voids; `redletter.apply_remote_event`
 runs the same state changes as the local actions. Whose fact an event is depends on its payload
 (a request is the initiator's, an answer the answering side's), so the side is a function of the
-payload and the exchange checks the writer against it (ARCHITECTURE §5).
+payload and the exchange checks the writer against it (ARCHITECTURE §5). Authority flags are
+always authority facts: only the hub may write them (`invoices.authority`).
 
 Registered on import, from `InvoicesConfig.ready()`.
 """
@@ -17,7 +19,7 @@ from typing import Any
 from piaotong.exchange.apply import ApplyLater, ApplyRefused, register_applier, stream_uid
 from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
 from piaotong.exchange.messages import IncomingEvent
-from piaotong.invoices import redletter
+from piaotong.invoices import authority, redletter
 from piaotong.invoices.models import Invoice
 from piaotong.lib.errors import RuleViolation
 
@@ -62,3 +64,17 @@ def apply_red_letter_event(event: IncomingEvent) -> None:
 
 for _kind in sorted(redletter.HANDLED_EVENTS):
     register_applier(_kind, side=_side_of(_kind), version=1)(apply_red_letter_event)
+
+
+@register_applier(authority.SET_EVENT, side=FactSide.AUTHORITY, version=1)
+@register_applier(authority.CLEARED_EVENT, side=FactSide.AUTHORITY, version=1)
+def apply_authority_event(event: IncomingEvent) -> None:
+    """A 失控 / 异常 flag set or cleared at the hub: the invoice here takes the hub's state."""
+    _check_stream(event)
+    invoice = Invoice.objects.get(uid=stream_uid(event.stream))
+    try:
+        authority.apply_received_flag(invoice, event.writer)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApplyRefused(
+            QuarantineReason.INVALID_CONTENT, f"unreadable {event.kind} payload: {exc!r}"
+        ) from None

@@ -106,6 +106,7 @@ def invoice_summary(invoice: Invoice) -> dict[str, Any]:
         "number": invoice.number,
         "kind": invoice.kind,
         "status": invoice.status,
+        "authority_flag": invoice.authority_flag or None,
         "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
         "seller": {"name": invoice.seller_name, "tax_id": invoice.seller_tax_id},
         "buyer": {

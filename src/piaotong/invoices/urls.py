@@ -1,6 +1,6 @@
 from django.urls import path
 
-from piaotong.invoices import views, views_exports, views_redletter
+from piaotong.invoices import views, views_authority, views_exports, views_redletter
 
 app_name = "invoices"
 urlpatterns = [
@@ -31,6 +31,8 @@ urlpatterns = [
     path("invoices/<uuid:uid>/reject/", views.reject, name="reject"),
     path("invoices/<uuid:uid>/void/", views_redletter.void, name="void"),
     path("invoices/<uuid:uid>/red-letter/", views_redletter.new_request, name="red_letter_new"),
+    path("invoices/<uuid:uid>/authority/", views_authority.invoice_flags, name="authority"),
+    path("authority-flags/", views_authority.flag_list, name="authority_list"),
     path("red-letter/", views_redletter.request_list, name="red_letters"),
     path("red-letter/<uuid:uid>/", views_redletter.request_detail, name="red_letter_detail"),
     path("red-letter/<uuid:uid>/confirm/", views_redletter.confirm, name="red_letter_confirm"),

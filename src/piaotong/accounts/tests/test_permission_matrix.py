@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from piaotong.accounts.access import actor_for_user
 from piaotong.accounts.choices import Role
@@ -24,7 +24,7 @@ from piaotong.accounts.models import Organisation, User
 from piaotong.invoices import actions
 from piaotong.invoices.models import Invoice
 from piaotong.lib.taxid import compose_uscc
-from piaotong.testing import SOFTWARE_SERVICE, make_org, make_user
+from piaotong.testing import SOFTWARE_SERVICE, make_bureau, make_org, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,11 @@ MATRIX: dict[str, set[Role]] = {
     "view received invoices": {C, R, F, A, ADMIN},
     "book a received invoice": {F},
     "view the VAT return": {F, A, ADMIN},
+    "flag an invoice 失控/异常 (at the hub)": {T},
 }
+# Operations of the authority side: every role holds its role in the tax bureau of the seller's
+# region (its "own organisation" there), and the requests go to the hub node.
+AUTHORITY_OPERATIONS = {"flag an invoice 失控/异常 (at the hub)"}
 BUYER = compose_uscc("9", "1", "310115", "MA1BUYER")
 LINE = {"tax_code": SOFTWARE_SERVICE, "item_name": "维护", "tax_rate": "0.06", "amount": "100"}
 BODY = {"kind": "digital_special", "buyer_name": "上海买方", "buyer_tax_id": BUYER, "lines": [LINE]}
@@ -79,6 +83,7 @@ class World:
     issued: Invoice
     pending: Invoice
     received: Invoice  # issued to org by a Beijing supplier: org's purchase
+    bureau: Organisation  # the tax bureau (税务机关) of org's region
 
 
 @pytest.fixture
@@ -94,10 +99,17 @@ def world(db: Any) -> World:
     from piaotong.testing import draft
 
     received = actions.do_issue_new_invoice(supplier_clerk, supplier, draft(org))
-    return World(org, other, author, issued, pending, received)
+    bureau = make_bureau("国家税务总局北京市税务局", "110000", "00000BJ1")
+    return World(org, other, author, issued, pending, received, bureau)
 
 
 PERIOD = "{:%Y%m}".format(__import__("datetime").date.today())
+FLAG = {"flag": "abnormal", "reason": "发票信息异常"}
+
+
+def at_hub(call: Any) -> Any:
+    with override_settings(PIAOTONG_NODE_ID="hub", PIAOTONG_REGION="00", PIAOTONG_NODE_ROLE="hub"):
+        return call()
 
 
 def actions_draft() -> Any:
@@ -123,6 +135,9 @@ UI: dict[str, Call] = {
     "view received invoices": lambda c, w: c.get("/deduction/"),
     "book a received invoice": lambda c, w: c.post(f"/deduction/invoices/{w.received.uid}/book/"),
     "view the VAT return": lambda c, w: c.get(f"/filing/{PERIOD}/?org={w.org.pk}"),
+    "flag an invoice 失控/异常 (at the hub)": lambda c, w: at_hub(
+        lambda: c.post(f"/invoices/{w.issued.uid}/authority/", {"intent": "set", **FLAG})
+    ),
 }
 
 
@@ -157,6 +172,9 @@ API: dict[str, Call] = {
     "view the VAT return": lambda c, w: c.get(
         f"/api/v1/filing/{PERIOD}", {"organisation": w.org.pk}
     ),
+    "flag an invoice 失控/异常 (at the hub)": lambda c, w: at_hub(
+        lambda: api_post(c, f"/api/v1/invoices/{w.issued.uid}/authority-flag", FLAG)
+    ),
 }
 
 
@@ -181,7 +199,8 @@ CELLS = [(op, role, face) for op in MATRIX for role in ROLES for face in ("ui", 
 
 @pytest.mark.parametrize(("operation", "role", "face"), CELLS)
 def test_it_enforces_the_matrix(world: World, operation: str, role: Role, face: str):
-    response = (UI if face == "ui" else API)[operation](as_role(world, role), world)
+    organisation = world.bureau if operation in AUTHORITY_OPERATIONS else None
+    response = (UI if face == "ui" else API)[operation](as_role(world, role, organisation), world)
     if role in MATRIX[operation]:
         assert succeeded(response), (response.status_code, response.content[:300])
     else:
