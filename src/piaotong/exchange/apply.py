@@ -186,6 +186,38 @@ def register_applier(
 def unregister_applier(kind: str) -> None:
     """For tests that register a throwaway kind."""
     _APPLIERS.pop(kind, None)
+    _BULK.pop(kind, None)
+
+
+@dataclass(frozen=True)
+class BulkApplier:
+    """How a consumer's batch applies the first events of new streams of one kind many at a
+    time (`inbox.receive_batch`), besides the kind's apply-function.
+
+    `prepare(event)` makes every check the apply-function makes and returns what to write, or
+    None to leave the event to the apply-function (anything unusual); it writes nothing and
+    raises Poison or ApplyLater as the apply-function would. `store(prepared)` writes many at
+    once, exactly the rows the apply-function would have written one by one. The batch checks
+    the envelope, writer, hash and position as for any event; if storing fails, every event of
+    the group goes through the apply-function instead.
+    """
+
+    prepare: Callable[[IncomingEvent], Any]
+    store: Callable[[list[Any]], None]
+
+
+_BULK: dict[str, BulkApplier] = {}
+
+
+def register_bulk(
+    kind: str, prepare: Callable[[IncomingEvent], Any], store: Callable[[list[Any]], None]
+) -> None:
+    """Register the many-at-a-time form of `kind`'s apply-function (see `BulkApplier`)."""
+    _BULK[kind] = BulkApplier(prepare, store)
+
+
+def bulk_applier_for(kind: str) -> BulkApplier | None:
+    return _BULK.get(kind)
 
 
 def applier_for(kind: str) -> ReceivedApplier | None:

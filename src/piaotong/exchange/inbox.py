@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +39,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.utils import timezone
 
 from piaotong.accounts.access import Actor
-from piaotong.exchange.apply import ApplyLater, applier_for, known_parked
+from piaotong.exchange.apply import ApplyLater, applier_for, bulk_applier_for, known_parked
 from piaotong.exchange.choices import ParkReason, QuarantineReason
 from piaotong.exchange.memo import batch_memo, forget
 from piaotong.exchange.messages import (
@@ -58,7 +58,7 @@ from piaotong.exchange.nodes import (
     this_node,
 )
 from piaotong.exchange.writers import wrong_writer
-from piaotong.fastsql import Rows, build, insert_rows
+from piaotong.fastsql import Rows, build, insert_many, insert_rows
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.models import LedgerEvent
 
@@ -167,9 +167,16 @@ def receive_batch(
             transaction.on_commit(lambda: committed.append(True))  # runs first after the commit
             batch = _Batch.read([m for m in parsed if isinstance(m, IncomingEvent)])
             with batch_memo(), known_parked(batch.parked):
-                for (data, subject, stream_seq), message in zip(messages, parsed, strict=True):
-                    outcome = _receive_in_batch(message, data, subject, stream_seq, batch)
-                    outcomes.append(outcome)
+                lane = _BulkLane.read(batch, parsed)
+                for index, ((data, subject, stream_seq), message) in enumerate(
+                    zip(messages, parsed, strict=True)
+                ):
+                    if lane.take(index, message, data, subject, stream_seq):
+                        outcomes.append(None)  # set when the lane is stored
+                        continue
+                    lane.store(outcomes)  # earlier events first: this one may need them
+                    outcomes.append(_receive_in_batch(message, data, subject, stream_seq, batch))
+                lane.store(outcomes)
             _audit_batch(messages, outcomes)
     except Exception:
         if not committed:
@@ -178,6 +185,140 @@ def receive_batch(
         # Those events stay parked and are tried again by the next event of their stream.
         log.exception("after applying a batch: waking parked events failed")
     return outcomes
+
+
+@dataclass
+class _Staged:
+    index: int
+    event: IncomingEvent
+    data: bytes
+    subject: str
+    prepared: object
+
+
+@dataclass
+class _BulkLane:
+    """The first events of new streams whose kind has a bulk form (`apply.BulkApplier`),
+    checked one by one and written many rows per statement: for a batch of new invoices the
+    per-event statements and savepoints were most of the consumer's time.
+
+    An event takes the lane only when nothing about it is unusual: the first event (seq 1,
+    no previous hash) of a stream this node holds nothing of, not held, parked or staged
+    already, no parked event on its stream, its writer known and rightful, its hash right and
+    its kind's `prepare` content with it. Anything else (including every refusal) goes the
+    one-by-one way, which decides and records the outcome. Staged events are stored before
+    the next one-by-one event and at the end of the batch; if storing fails (a row that
+    exists after all), the group is rolled back and each of its events goes the one-by-one way.
+    """
+
+    batch: _Batch
+    held_streams: set[str]
+    staged: list[_Staged] = field(default_factory=list)
+    staged_streams: set[str] = field(default_factory=set)
+    staged_ids: set[uuid.UUID] = field(default_factory=set)
+
+    @classmethod
+    def read(
+        cls, batch: _Batch, parsed: Sequence[IncomingEvent | RegistryMessage | Poison]
+    ) -> _BulkLane:
+        streams = [m.stream for m in parsed if isinstance(m, IncomingEvent) and m.seq == 1]
+        held = set()
+        if streams:
+            rows = LedgerEvent.objects.filter(stream__in=streams).values_list("stream", flat=True)
+            held = set(rows.distinct())
+        return cls(batch, held)
+
+    def take(
+        self,
+        index: int,
+        message: IncomingEvent | RegistryMessage | Poison,
+        data: bytes,
+        subject: str,
+        stream_seq: int | None,
+    ) -> bool:
+        """Stage the event if it can take the lane; False to receive it one by one."""
+        if not isinstance(message, IncomingEvent) or message.seq != 1 or message.prev_hash:
+            return False
+        bulk = bulk_applier_for(message.kind)
+        if bulk is None or message.writer == settings.PIAOTONG_NODE_ID:
+            return False
+        stream = message.stream
+        if (
+            message.event_id in self.batch.seen
+            or message.event_id in self.staged_ids
+            or stream in self.held_streams
+            or stream in self.staged_streams
+            or any(s == stream for s, _ in self.batch.parked)
+        ):
+            return False
+        message.stream_seq = stream_seq
+        try:
+            prepared = self._prepare(message, bulk.prepare)
+        except (Poison, ApplyLater):
+            return False  # the one-by-one way records why
+        if prepared is None:
+            return False
+        self.staged.append(_Staged(index, message, data, subject, prepared))
+        self.staged_streams.add(stream)
+        self.staged_ids.add(message.event_id)
+        return True
+
+    @staticmethod
+    def _prepare(event: IncomingEvent, prepare: Callable[[IncomingEvent], object]) -> object:
+        """The checks of `_check_and_apply` for a first event, then the kind's own."""
+        applier = applier_for(event.kind)
+        if applier is None:
+            return None
+        event.payload = applier.upgrade(event.original_payload, event.schema_version)
+        writer = node_of(event.writer)
+        if writer is None or wrong_writer(
+            applier.side,
+            writer.role,
+            writer.region,
+            seller_region=event.seller_region,
+            buyer_region=event.buyer_region,
+        ):
+            return None
+        if not event.hash_matches():
+            return None
+        return prepare(event)
+
+    def store(self, outcomes: list[Outcome | None]) -> None:
+        """Write what is staged; set the outcomes of its events."""
+        if not self.staged:
+            return
+        staged, self.staged = self.staged, []
+        self.staged_streams, self.staged_ids = set(), set()
+        try:
+            with transaction.atomic():  # a savepoint: a failure leaves nothing of the group
+                self._write(staged)
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception as exc:
+            forget()
+            log.warning("storing %d events together failed (%r); one by one", len(staged), exc)
+            for item in staged:
+                seq = item.event.stream_seq
+                outcomes[item.index] = _receive_in_batch(
+                    item.event, item.data, item.subject, seq, self.batch
+                )
+            return
+        for item in staged:
+            outcomes[item.index] = Outcome.APPLIED
+            self.batch.received(item.event, Outcome.APPLIED)
+
+    @staticmethod
+    def _write(staged: list[_Staged]) -> None:
+        now = timezone.now()
+        insert_many([_ledger_row(item.event) for item in staged])
+        by_kind: dict[str, list[object]] = {}
+        for item in staged:
+            by_kind.setdefault(item.event.kind, []).append(item.prepared)
+        for kind, prepared in by_kind.items():
+            bulk = bulk_applier_for(kind)
+            assert bulk is not None
+            bulk.store(prepared)
+        insert_many([_inbox_row(item.event, now, now) for item in staged])
 
 
 def _audit_batch(
@@ -285,26 +426,28 @@ def _check_and_apply(
         _store_ledger_event(event)
         applier.apply(event)
         now = timezone.now()
-        _insert(
-            InboxEvent,
-            event_id=event.event_id,
-            stream=event.stream,
-            writer=event.writer,
-            seq=event.seq,
-            kind=event.kind,
-            schema_version=event.schema_version,
-            subject=event.subject,
-            stream_seq=event.stream_seq,
-            occurred_at=event.occurred_at,
-            received_at=received_at or now,
-            applied_at=now,
-        )
+        insert_rows([_inbox_row(event, received_at or now, now)])
     return Outcome.APPLIED
 
 
-def _insert(model: type[LedgerEvent] | type[InboxEvent], **values: object) -> None:
-    """One row of the hot path, without compiling an INSERT per event (`fastsql`)."""
-    insert_rows([build(model, values)])
+def _inbox_row(event: IncomingEvent, received_at: datetime, applied_at: datetime) -> InboxEvent:
+    """The inbox row of an applied event, built without the ORM's keyword handling."""
+    return build(
+        InboxEvent,
+        {
+            "event_id": event.event_id,
+            "stream": event.stream,
+            "writer": event.writer,
+            "seq": event.seq,
+            "kind": event.kind,
+            "schema_version": event.schema_version,
+            "subject": event.subject,
+            "stream_seq": event.stream_seq,
+            "occurred_at": event.occurred_at,
+            "received_at": received_at,
+            "applied_at": applied_at,
+        },
+    )
 
 
 def _last_sql() -> str:
@@ -335,19 +478,25 @@ def _check_position(event: IncomingEvent) -> None:
 
 
 def _store_ledger_event(event: IncomingEvent) -> None:
+    insert_rows([_ledger_row(event)])
+
+
+def _ledger_row(event: IncomingEvent) -> LedgerEvent:
     """The foreign event, stored under its writer exactly as hashed (original payload)."""
-    _insert(
+    return build(
         LedgerEvent,
-        event_id=event.event_id,
-        stream=event.stream,
-        writer=event.writer,
-        seq=event.seq,
-        kind=event.kind,
-        schema_version=event.schema_version,
-        payload=event.original_payload,
-        prev_hash=event.prev_hash,
-        hash=event.hash,
-        occurred_at=event.occurred_at,
+        {
+            "event_id": event.event_id,
+            "stream": event.stream,
+            "writer": event.writer,
+            "seq": event.seq,
+            "kind": event.kind,
+            "schema_version": event.schema_version,
+            "payload": event.original_payload,
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+            "occurred_at": event.occurred_at,
+        },
     )
 
 

@@ -24,12 +24,18 @@ from django.utils.dateparse import parse_date
 from piaotong.accounts.access import Actor
 from piaotong.accounts.actions import do_register_organisation
 from piaotong.accounts.models import Organisation
-from piaotong.exchange.apply import ApplyLater, ApplyRefused, register_applier, stream_uid
+from piaotong.exchange.apply import (
+    ApplyLater,
+    ApplyRefused,
+    register_applier,
+    register_bulk,
+    stream_uid,
+)
 from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
 from piaotong.exchange.memo import remember
-from piaotong.exchange.messages import IncomingEvent
+from piaotong.exchange.messages import IncomingEvent, Poison
 from piaotong.exchange.nodes import key_of
-from piaotong.fastsql import Rows, insert_rows
+from piaotong.fastsql import Rows, insert_many
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.models import Invoice, InvoiceLine
 from piaotong.invoices.payload import invoice_payload
@@ -185,9 +191,14 @@ def _check_not_held(uid: uuid.UUID, number: str) -> bool:
     return held is not None
 
 
-@register_applier(ISSUED_EVENT, side=FactSide.SELLER, version=1)
-def apply_invoice_issued(event: IncomingEvent) -> None:
-    """Store the replica of an invoice issued at its home node."""
+Replica = tuple[Invoice, list[InvoiceLine]]
+
+
+def _prepare(event: IncomingEvent, *, in_bulk: bool) -> Replica | None:
+    """The checked replica of an `InvoiceIssued`, built but not written. Raises Poison or
+    ApplyLater. None when there is nothing to write (one by one: this exact invoice is here
+    already) or, `in_bulk`, when the event needs the one-by-one path (its seller must be
+    registered first, or it is a red invoice whose blue invoice must be looked up)."""
     body = verify_issued_signature(event)
     payload = event.payload["invoice"]
     try:
@@ -198,10 +209,18 @@ def apply_invoice_issued(event: IncomingEvent) -> None:
                 f"number {number} belongs to region {number[2:4]}, routed as region "
                 f"{event.seller_region}",
             )
-        if _check_not_held(stream_uid(event.stream), number):
-            return
-        invoice = _invoice(event, payload, _seller(payload, event.seller_region))
+        if in_bulk:
+            seller = _organisation(payload["seller"]["tax_id"])
+            if seller is None or "red_of" in payload:
+                return None
+        else:
+            if _check_not_held(stream_uid(event.stream), number):
+                return None
+            seller = _seller(payload, event.seller_region)
+        invoice = _invoice(event, payload, seller)
         lines = _lines(invoice, payload)
+    except (Poison, ApplyLater):
+        raise  # a refusal with its own reason (Poison is a ValueError too)
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
         raise _refuse(
             QuarantineReason.INVALID_CONTENT, f"unreadable invoice payload: {exc!r}"
@@ -211,12 +230,38 @@ def apply_invoice_issued(event: IncomingEvent) -> None:
             QuarantineReason.INVALID_CONTENT,
             f"invoice {number} cannot be stored here exactly as signed",
         )
-    # Inserted without the ORM's per-call compiling and without `post_save`: a replica's
-    # documents are rendered on first download (`documents.get_document`), not by the
-    # consumer, which would otherwise render three documents for every invoice it receives.
-    insert_rows([invoice])
-    for line in lines:
-        line.invoice = invoice  # its key is known now
-    insert_rows(lines)
-    # No audit entry per replica: the ledger event and the inbox row record its arrival, and
-    # the consumer's batch writes one audit entry for what it applied (`inbox.receive_batch`).
+    return invoice, lines
+
+
+def store_replicas(replicas: list[Replica]) -> None:
+    """Write checked replicas, many rows per statement.
+
+    Inserted without the ORM's per-call compiling and without `post_save`: a replica's
+    documents are rendered on first download (`documents.get_document`), not by the consumer,
+    which would otherwise render three documents for every invoice it receives. No audit entry
+    per replica: the ledger event and the inbox row record its arrival, and the consumer's
+    batch writes one audit entry for what it applied (`inbox.receive_batch`).
+    """
+    insert_many([invoice for invoice, _ in replicas])
+    lines = []
+    for invoice, invoice_lines in replicas:
+        for line in invoice_lines:
+            line.invoice = invoice  # its key is known now
+        lines += invoice_lines
+    insert_many(lines)
+
+
+def prepare_in_bulk(event: IncomingEvent) -> Replica | None:
+    """For a consumer's batch (`apply.register_bulk`): the checked replica, or None."""
+    return _prepare(event, in_bulk=True)
+
+
+@register_applier(ISSUED_EVENT, side=FactSide.SELLER, version=1)
+def apply_invoice_issued(event: IncomingEvent) -> None:
+    """Store the replica of an invoice issued at its home node."""
+    replica = _prepare(event, in_bulk=False)
+    if replica is not None:
+        store_replicas([replica])
+
+
+register_bulk(ISSUED_EVENT, prepare_in_bulk, store_replicas)

@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 
 from piaotong.accounts.access import Actor
 from piaotong.accounts.actions import do_register_organisation
@@ -36,13 +37,16 @@ from piaotong.exchange.tests.conftest import (
     as_node,
     event_message,
     issue_elsewhere,
+    issue_many_elsewhere,
     register,
 )
 from piaotong.invoices.models import Invoice
+from piaotong.invoices.payload import invoice_payload
 from piaotong.ledger.models import AuditEntry, LedgerEvent
 from piaotong.ledger.verify import verify_ledger
 from piaotong.lib.canonical import canonical_json, chain_hash
 from piaotong.lib.taxid import compose_uscc
+from piaotong.testing import draft, line
 
 
 @pytest.fixture
@@ -356,3 +360,60 @@ def test_a_replica_is_rendered_on_first_download_not_by_the_consumer(
         assert not Document.objects.filter(invoice=invoice).exists()
         document = get_document(invoice, "pdf")
     assert document.size > 0 and Document.objects.filter(invoice=invoice).count() == 1
+
+
+def _batch(sent: list[Sent]) -> list[tuple[bytes, str, int | None]]:
+    return [(s.data, s.subject, i + 1) for i, s in enumerate(sent)]
+
+
+def test_a_batch_of_new_invoices_is_stored_together_exactly_as_one_by_one(
+    clerk: Any, org_a: Any, org_b: Any
+) -> None:
+    register("node-11", "11")
+    sent = issue_many_elsewhere(
+        clerk, org_a, [draft(org_b, lines=[line(), line()]) for _ in range(6)]
+    )
+    # One by one (a batch of one cannot share statements) for the first three, together for the rest.
+    with as_node("node-31", "31"):
+        for item in _batch(sent)[:3]:
+            assert receive_batch([item]) == [Outcome.APPLIED]
+        with CaptureQueriesContext(connection) as together:
+            assert receive_batch(_batch(sent)[3:]) == [Outcome.APPLIED] * 3
+    inserts = [q["sql"] for q in together.captured_queries if q["sql"].startswith("INSERT")]
+    assert len([q for q in inserts if 'invoices_invoice"' in q.split("(")[0]]) == 1
+    invoices = list(Invoice.objects.order_by("number"))
+    assert len(invoices) == 6 and all(i.lines.count() == 2 for i in invoices)
+    for invoice in invoices:  # each stored exactly as signed, whichever way it came
+        assert canonical_json(
+            invoice_payload(invoice, list(invoice.lines.all()))
+        ) == canonical_json(
+            LedgerEvent.objects.get(stream=invoice.stream, seq=1).payload["invoice"]
+        )
+        assert invoice.buyer == org_b and invoice.seller.tax_id == org_a.tax_id
+    assert InboxEvent.objects.count() == 6 and list(verify_ledger()) == []
+
+
+def test_a_group_that_cannot_be_stored_together_goes_one_by_one(
+    clerk: Any, org_a: Any, org_b: Any
+) -> None:
+    register("node-11", "11")
+    first = issue_many_elsewhere(clerk, org_a, [draft(org_b) for _ in range(3)])
+    # Issued again from the same (rolled-back) sequence: the same numbers under other uids.
+    impostor = issue_many_elsewhere(clerk, org_a, [draft(org_b) for _ in range(2)])[1]
+    with as_node("node-31", "31"):
+        assert receive_batch([(impostor.data, impostor.subject, 1)]) == [Outcome.APPLIED]
+        outcomes = receive_batch(_batch(first))
+    assert outcomes == [Outcome.APPLIED, Outcome.QUARANTINED, Outcome.APPLIED]
+    assert QuarantinedEvent.objects.get().reason == QuarantineReason.CONFLICT
+    assert Invoice.objects.count() == 3 and InboxEvent.objects.count() == 3
+    assert list(verify_ledger()) == []
+
+
+def test_an_invoice_is_stored_before_a_later_event_of_the_same_batch_needs_it(
+    issued: Sent, noted_kind: str
+) -> None:
+    event = _event(issued)
+    later, _ = event_message(event["stream"], "node-11", 2, noted_kind, {"note": "a"}, event["hash"], schema_version=2)  # fmt: skip
+    with as_node("node-31", "31"):
+        assert receive_batch(_batch([issued, later])) == [Outcome.APPLIED, Outcome.APPLIED]
+    assert [seq for seq, _ in SEEN] == [2] and InboxEvent.objects.count() == 2
