@@ -51,6 +51,7 @@ from piaotong.backup.facts import (
 from piaotong.backup.files import create_private, fsync_dir
 from piaotong.backup.manifest import check_members, media_files, read_manifest
 from piaotong.backup.reporting import BackupError, Progress
+from piaotong.exchange.recovery import do_mark_restored, recovery_needed
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.verify import verify_ledger
 
@@ -187,6 +188,7 @@ def restore_backup(
     problems = check_restored(manifest)
     migrated = _migrate_if_behind(progress)
     seq = _record_restore(path, manifest, problems)
+    _mark_for_recovery(path, manifest, progress)
     names = [m.target.name for m in moves]
     count = len(media_files(manifest)) if has_media else None
     return RestoreReport(manifest, names, set_aside, count, media_aside, migrated, problems, seq)
@@ -430,6 +432,22 @@ def _migrate_if_behind(progress: Progress) -> list[str]:
         progress(f"Applying {len(plan)} migration(s) newer than the archive")
         call_command("migrate", interactive=False, verbosity=0)
     return [f"{m.app_label}.{m.name}" for m, _ in plan]
+
+
+def _mark_for_recovery(path: Path, manifest: dict[str, Any], progress: Progress) -> None:
+    """A regional node of the exchange has lost what it wrote after the backup: it recovers it
+    from the hub before it issues again (`exchange.recovery`); the mark is in the database."""
+    created = datetime.strptime(manifest["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    needed, why = recovery_needed()
+    if not needed:
+        progress(f"No recovery from the hub needed: {why}")
+        return
+    do_mark_restored(path.name, created)
+    progress(
+        f"Recovery: this node lost what it wrote after {manifest['created_at']}. Issuing is "
+        "paused until it has recovered its own events from the hub, which its consumer does "
+        "when it starts (or run `piaotong recover`); `piaotong sync status` shows the progress"
+    )
 
 
 def _record_restore(path: Path, manifest: dict[str, Any], problems: list[str]) -> int:

@@ -3,7 +3,8 @@
 `piaotong cluster up --regions 00,11,31` starts NATS (JetStream, store in `<dir>/nats`) and, per
 region, a node with its own SQLite database and var directory under `<dir>/<region>/`: it is
 migrated and demo-seeded, then its web server (gunicorn through `piaotong serve`), relay and
-consumer are started. Pids and ports go to `<dir>/state.json`; `cluster down` stops everything;
+consumer are started, and on the hub the sync alert watcher (`piaotong sync_alerts --every`).
+Pids and ports go to `<dir>/state.json`; `cluster down` stops everything;
 `cluster status` shows processes and each node's sync summary; `cluster stop|start --region R
 --process consumer` stops or starts one process (to watch the trace and the catch-up).
 
@@ -27,8 +28,20 @@ from typing import Any
 
 from piaotong.exchange.natsserver import LocalNats, free_port, wait_for_port
 
-PROCESSES = ("web", "relay", "consumer")
+NODE_PROCESSES = ("web", "relay", "consumer")
+PROCESSES = (*NODE_PROCESSES, "alerts")  # the hub's
 HUB_REGION = "00"
+ALERT_POLL_SECONDS = 30
+
+
+def processes_of(region: str) -> tuple[str, ...]:
+    """The processes of a node: every node serves, relays and consumes; the hub also watches
+    the sync alerts (lag, outbox age) and emails its tax officers.
+
+    >>> processes_of("11"), processes_of("00")[-1]
+    (('web', 'relay', 'consumer'), 'alerts')
+    """
+    return PROCESSES if region == HUB_REGION else NODE_PROCESSES
 
 
 @dataclass
@@ -134,6 +147,8 @@ def _command(kind: str, node: NodeProcesses) -> list[str]:
     if kind == "web":
         return ["serve", "--bind", f"127.0.0.1:{node.port}", "--workers", "1", "--threads", "4",
                 "--no-migrate"]  # fmt: skip
+    if kind == "alerts":
+        return ["sync_alerts", "--every", str(ALERT_POLL_SECONDS)]
     return ["relay"] if kind == "relay" else ["consume"]
 
 
@@ -235,7 +250,7 @@ def up(
         port = base_port + index if base_port else free_port()
         node = NodeProcesses(region, env["PIAOTONG_NODE_ID"], env["PIAOTONG_NODE_ROLE"], port,
                              env["PIAOTONG_VAR_DIR"], env)  # fmt: skip
-        for kind in PROCESSES:
+        for kind in processes_of(region):
             start_process(node, kind)
         state.nodes.append(node)
     state.save()
@@ -271,6 +286,8 @@ def stop_one(directory: Path, region: str, kind: str) -> int:
 def start_one(directory: Path, region: str, kind: str) -> int:
     state = _require(directory)
     node = state.node(region)
+    if kind not in processes_of(region):
+        raise KeyError(f"node {region} runs no {kind} process (only the hub watches alerts)")
     if node.pids.get(kind) and is_alive(node.pids[kind]):
         return node.pids[kind]
     pid = start_process(node, kind)

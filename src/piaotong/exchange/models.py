@@ -289,3 +289,42 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.peer} {self.date_from}..{self.date_to}: {self.outcome}"
+
+
+class NodeRecovery(models.Model):
+    """A node's recovery of its own events after a restore from an old backup (恢复后追回).
+
+    A restored node has lost what it wrote after the backup, yet the hub holds it; until the
+    node has it back it must not issue (its number sequence is behind) nor write facts about
+    invoices whose later history it lacks (`recovery.py`).
+
+    Invariants: one row per restore, written by the restore itself; at most one row is
+    `recovering` at a time (a newer restore supersedes an older unfinished one); `since` is
+    the time from which the hub is asked for events and never changes; `completed_at` is set
+    once, when `state` leaves `recovering`.
+    """
+
+    class State(models.TextChoices):
+        RECOVERING = "recovering", _("Recovering from the hub")
+        COMPLETE = "complete", _("Recovered")
+        NOT_NEEDED = "not_needed", _("Nothing to recover")
+        ABANDONED = "abandoned", _("Abandoned by an operator")
+
+    state = models.CharField(_("state"), max_length=12, choices=State.choices)
+    archive = models.CharField(max_length=200, blank=True)
+    backup_created_at = models.DateTimeField(null=True, blank=True)
+    restored_at = models.DateTimeField()
+    since = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    progress = models.JSONField(default=dict)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-restored_at", "-id"]
+        verbose_name = _("node recovery")
+
+    def __str__(self) -> str:
+        return f"recovery after the restore of {self.restored_at:%Y-%m-%d %H:%M}: {self.state}"

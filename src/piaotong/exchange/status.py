@@ -18,6 +18,7 @@ from piaotong.exchange.choices import WorkerState
 from piaotong.exchange.models import (
     InboxEvent,
     Node,
+    NodeRecovery,
     OutboxEvent,
     ParkedEvent,
     PeerStatus,
@@ -119,6 +120,42 @@ class WorkerView:
 
 
 @dataclass(frozen=True)
+class RecoveryView:
+    """A recovery after a restore that is under way (issuing paused), or the last one."""
+
+    state: str
+    state_label: str
+    backup_created_at: datetime | None
+    restored_at: datetime
+    attempts: int
+    last_attempt_at: datetime | None
+    last_error: str
+    completed_at: datetime | None
+    progress: dict[str, Any]
+
+    @property
+    def is_recovering(self) -> bool:
+        return self.state == NodeRecovery.State.RECOVERING
+
+
+def recovery_view() -> RecoveryView | None:
+    row = NodeRecovery.objects.first()
+    if row is None:
+        return None
+    return RecoveryView(
+        row.state,
+        str(row.get_state_display()),
+        row.backup_created_at,
+        row.restored_at,
+        row.attempts,
+        row.last_attempt_at,
+        row.last_error,
+        row.completed_at,
+        dict(row.progress or {}),
+    )
+
+
+@dataclass(frozen=True)
 class SyncSummary:
     outbox_unpublished: int
     outbox_oldest_at: datetime | None
@@ -128,6 +165,7 @@ class SyncSummary:
     inbox: int
     workers: list[WorkerView]
     peers: list[PeerLag]
+    recovery: RecoveryView | None = None
 
     @property
     def outbox_oldest_age_seconds(self) -> float | None:
@@ -196,6 +234,7 @@ def sync_summary(self_node_id: str) -> SyncSummary:
         inbox=sum(r["n"] for r in applied.values()),
         workers=[_worker("relay"), _worker("consumer")],
         peers=peers,
+        recovery=recovery_view(),
     )
 
 

@@ -552,9 +552,18 @@ def decide(facts: TraceFacts) -> TraceResult:
             ),
             near_misses=list(facts.near_misses),
         )
-    if _out_of_scope(facts, buyer_region=""):
+    if _out_of_scope(facts, buyer_region="") and not _issuer_says_unknown(facts):
         return _out_of_scope_result(facts)
     return _not_found(facts)
+
+
+def _issuer_says_unknown(facts: TraceFacts) -> bool:
+    """The node of the number's region answered, and does not have it: whatever this node
+    receives, nobody issued it (better told than "ask region R", which would say the same)."""
+    return any(
+        a.reached and not a.has_invoice and a.role != "hub" and a.region == facts.query.region
+        for a in facts.answers
+    )
 
 
 def _result(facts: TraceFacts, verdict: Verdict, text: Explanation, **extra: Any) -> TraceResult:

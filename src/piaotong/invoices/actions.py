@@ -29,6 +29,7 @@ from piaotong.accounts.models import Organisation
 from piaotong.accounts.permissions import Action
 from piaotong.documents.actions import schedule_rendering
 from piaotong.exchange.actions import enqueue_events
+from piaotong.exchange.recovery import require_issuing_allowed
 from piaotong.fastsql import Rows, build, insert_many, pipeline, reserve_ids, select_models
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.models import Invoice, InvoiceLine, QuotaUsage
@@ -345,6 +346,7 @@ def do_issue_invoices(
 ) -> list[Invoice]:
     """Issue many invoices all-or-nothing (批量开具): every draft is checked before any is written."""
     _require(actor, Action.ISSUE_INVOICE, seller)
+    require_issuing_allowed()  # a node restored from a backup first recovers its numbers
     _require_home_node(seller)
     _require_approved(seller)
     _refuse_without_review(seller)
@@ -477,6 +479,7 @@ def _issue_locked(
 
     `created` says whether the invoices are new objects (bulk-inserted here) or locked drafts.
     """
+    require_issuing_allowed()  # a node restored from a backup first recovers its numbers
     amount = sum((i.total_amount for i in invoices), Decimal(0))
     reservation = _reserve(invoices[0].seller, len(invoices), amount, with_ids=False)
     _issue(invoices, actor, lines, created=created, reservation=reservation)

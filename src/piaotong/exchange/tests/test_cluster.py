@@ -82,6 +82,7 @@ def running(tmp_path: Path) -> Iterator[cluster.ClusterState]:
     yield state
     cluster.down(directory, say=lambda _: None)
     assert not any(cluster.is_alive(pid) for node in state.nodes for pid in node.pids.values())
+    assert set(state.node("00").pids) == {"web", "relay", "consumer", "alerts"}
 
 
 def test_it_carries_an_invoice_from_11_to_31_and_the_hub(running: cluster.ClusterState) -> None:
@@ -103,3 +104,7 @@ def test_it_carries_an_invoice_from_11_to_31_and_the_hub(running: cluster.Cluste
     report = cluster.status(directory)
     shanghai = next(n for n in report["nodes"] if n["region"] == "31")
     assert shanghai["sync"]["quarantined"] == 0 and shanghai["sync"]["parked"] == 0
+    hub = next(n for n in report["nodes"] if n["region"] == "00")
+    assert hub["processes"]["alerts"]["alive"]  # the hub watches the sync alerts
+    assert "alerts" not in shanghai["processes"]
+    assert hub["sync"]["recovery"] is None  # never restored

@@ -263,11 +263,11 @@ def _scenario(chaos: Chaos, seconds: float) -> dict[str, Any]:
     chaos.say(f"{taken} messages published again past the duplicate window")
     chaos.restart("31", "consumer")
 
-    for kind in ("consumer", "relay", "web"):
+    for kind in ("consumer", "relay", "web", "alerts"):  # a restore needs the node stopped
         cluster.stop_one(directory, "00", kind)
     restored = _cli(hub, "restore", "--force", "--unencrypted", str(backup))
     assert restored.returncode == 0, restored.stdout[-2000:] + restored.stderr[-2000:]
-    for kind in ("web", "relay", "consumer"):
+    for kind in ("web", "relay", "consumer", "alerts"):
         chaos.restart("00", kind)
     chaos.say("hub restored from the old backup")
     assert _quiet(directory), "the cluster did not settle after the faults"

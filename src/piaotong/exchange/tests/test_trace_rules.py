@@ -213,6 +213,17 @@ def test_it_calls_an_invoice_no_node_knows_not_found_anywhere() -> None:
     assert result.verdict == Verdict.NOT_FOUND_ANYWHERE and "hub" in result.explanation_en
 
 
+def test_an_unknown_number_of_another_region_is_not_found_once_its_issuer_says_so() -> None:
+    """At node 31, a region-11 number: out of scope while node 11 is silent; once node 11
+    answers that it never issued it, the answer is that nobody has it."""
+    hub = home(node_id="hub", role="hub", region="00", has_invoice=False)
+    issuer = home(has_invoice=False, buyer_region="")
+    result = decide(facts(answers=[hub, issuer]))
+    assert result.verdict == Verdict.NOT_FOUND_ANYWHERE and "node-11" in result.explanation_en
+    silent = NodeAnswer("node-11", "regional", "11", reached=False, error="no answer")
+    assert decide(facts(answers=[hub, silent])).verdict == Verdict.OUT_OF_SCOPE
+
+
 def test_it_says_the_search_is_incomplete_when_a_node_did_not_answer() -> None:
     silent = [NodeAnswer("hub", "hub", "00", reached=False, error="no answer")]
     result = decide(facts(query="26312000000000000042", answers=silent))

