@@ -32,7 +32,13 @@ def subject_for(seller_region: str, buyer_region: str, kind: str) -> str:
 
 
 def enqueue_events(items: list[tuple[LedgerEvent, str, str]]) -> list[OutboxEvent]:
-    """Queue ledger events (event, seller region, buyer region); runs in the caller's transaction."""
+    """Queue ledger events (event, seller region, buyer region); runs in the caller's transaction.
+
+    Refused while this node recovers after a restore (`recovery.require_writing_allowed`).
+    """
+    from piaotong.exchange.recovery import require_writing_allowed  # recovery imports this
+
+    require_writing_allowed()
     rows = [
         OutboxEvent(
             ledger_event=event,

@@ -45,6 +45,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -135,8 +136,33 @@ def require_issuing_allowed() -> None:
     Called at the start of every issuing path: a restored node's number sequence is behind
     the numbers it already gave out, so any number it took now could exist elsewhere.
     """
+    _require_not_recovering(
+        _(
+            "This node was restored from a backup of %(backup)s and is recovering its own "
+            "invoices from the hub (since %(since)s). Issuing is paused until recovery completes, "
+            "so that no invoice number is given twice: retry after recovery, usually within "
+            "minutes."
+        )
+    )
+
+
+def require_writing_allowed() -> None:
+    """Refuse to write an exchanged fact (void, red letter, booking, deduction…) while this
+    node recovers: its invoices' histories here may lack events the hub holds, and a fact
+    written now could take a position in a stream that an event being recovered holds."""
+    _require_not_recovering(
+        _(
+            "This node was restored from a backup of %(backup)s and is recovering its own "
+            "invoices from the hub (since %(since)s). Changes to invoices are paused until "
+            "recovery completes, so that nothing written here contradicts what the hub holds: "
+            "retry after recovery, usually within minutes."
+        )
+    )
+
+
+def _require_not_recovering(message: str) -> None:
     global _clear_until
-    if time.monotonic() < _clear_until:
+    if _RECOVERING.get() or time.monotonic() < _clear_until:
         return
     row = (
         NodeRecovery.objects.filter(state=NodeRecovery.State.RECOVERING)
@@ -150,14 +176,13 @@ def require_issuing_allowed() -> None:
     raise RuleViolation(
         "node",
         "node_recovering",
-        _(
-            "This node was restored from a backup of %(backup)s and is recovering its own "
-            "invoices from the hub (since %(since)s). Issuing is paused until recovery completes, "
-            "so that no invoice number is given twice: retry after recovery, usually within "
-            "minutes."
-        ),
+        message,
         {"backup": _local(backup or restored), "since": _local(restored)},
     )
+
+
+# True while recovery itself replays events (it may write what the guards refuse to others).
+_RECOVERING: ContextVar[bool] = ContextVar("exchange_recovery_replaying", default=False)
 
 
 def recovery_needed() -> tuple[bool, str]:
@@ -296,7 +321,11 @@ def apply_own(item: Item) -> str:
                 return HELD
             applier = _check(event)
             with transaction.atomic():  # a savepoint: a refusing apply-function leaves nothing
-                _store(event, item, applier)
+                token = _RECOVERING.set(True)
+                try:
+                    _store(event, item, applier)
+                finally:
+                    _RECOVERING.reset(token)
     except ApplyLater as later:
         raise Later(later.detail) from None
     except IntegrityError:  # applied meanwhile by another run (the manual command, the loop)

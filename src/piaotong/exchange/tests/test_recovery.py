@@ -498,7 +498,8 @@ def test_it_issues_a_red_invoice_the_buyer_confirmed_while_issuing_was_paused(
     with as_node(*NODE_11):
         blue = _issue_one(seller, org_a, org_b)
         request = do_request_red_letter(seller, blue, "seller", partial)
-        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+    # The buyer's node confirms (before node 11's restore: the nodes share this database, and
+    # a node under recovery writes nothing).
     with transaction.atomic():
         before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with as_node("node-31", "31"):
@@ -507,6 +508,7 @@ def test_it_issues_a_red_invoice_the_buyer_confirmed_while_issuing_was_paused(
         confirmed = Sent(row.subject, dumps(message_for(row)))
         transaction.set_rollback(True)
     with as_node(*NODE_11):
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
         assert confirmed.deliver() == Outcome.QUARANTINED  # it would issue: paused
         result = recovery.recover(FakeHub([]), stream_seq=1)
         assert result.complete and result.counts["released"] == 1
@@ -514,3 +516,21 @@ def test_it_issues_a_red_invoice_the_buyer_confirmed_while_issuing_was_paused(
         assert int(red.number[5:]) == int(blue.number[5:]) + 1
         assert RedLetterConfirmation.objects.get().status == RedLetterStatus.ISSUED
         assert not QuarantinedEvent.objects.exists()
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_refuses_other_changes_to_invoices_while_recovering(
+    seller: Any, org_a: Any, org_b: Any
+) -> None:
+    """Not only issuing: a red-letter request (any exchanged fact) could take a stream position
+    that an event still at the hub holds."""
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, org_b)
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        full = RedLetterInput(reason="01", full=True, lines=[])
+        with pytest.raises(RuleViolation) as refused:
+            do_request_red_letter(seller, blue, "seller", full)
+    assert refused.value.code == "node_recovering" and "暂停对发票的变更" in str(
+        refused.value.message
+    )
+    assert not RedLetterConfirmation.objects.exists()
