@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from piaotong.exchange.choices import QuarantineReason
-from piaotong.lib.canonical import chain_hash
+from piaotong.lib.canonical import canonical_json, chain_hash
 
 ENVELOPE_VERSION = 2
 SCHEMA_PREFIX = "piaotong."
@@ -126,10 +126,31 @@ class IncomingEvent:
     def buyer_region(self) -> str:
         return self.route.buyer_region
 
+    # The canonical JSON of each object in the payload as the writer sent it, kept by
+    # `hash_matches` for checks that need the same bytes again (an invoice's signature).
+    canonical_parts: dict[str, bytes] = field(default_factory=dict)
+
     def hash_matches(self) -> bool:
-        """The writer's hash covers exactly the body it sent (ledger.chain.event_body)."""
+        """The writer's hash covers exactly the body it sent (ledger.chain.event_body).
+
+        Each object in the payload is canonicalised once and kept in `canonical_parts`; the
+        body is hashed with those bytes in place (`orjson.Fragment`), which gives the same
+        canonical JSON as the objects themselves.
+        """
         body = {k: v for k, v in self.message["event"].items() if k not in {"prev_hash", "hash"}}
+        payload = body.get("payload")
+        if type(payload) is dict:
+            parts = {k: canonical_json(v) for k, v in payload.items() if type(v) is dict}
+            self.canonical_parts = parts
+            body["payload"] = payload | {k: orjson.Fragment(v) for k, v in parts.items()}
         return chain_hash(self.prev_hash, body) == self.hash
+
+    def canonical_part(self, name: str) -> bytes | None:
+        """The writer's canonical bytes of `payload[name]`, if the payload is as sent (not
+        upgraded) and `hash_matches` has run."""
+        if self.payload is not self.original_payload:
+            return None
+        return self.canonical_parts.get(name)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
 from piaotong.exchange.memo import remember
 from piaotong.exchange.messages import IncomingEvent, Poison
 from piaotong.exchange.nodes import key_of
-from piaotong.fastsql import Rows, insert_many
+from piaotong.fastsql import Rows, build, insert_many
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.models import Invoice, InvoiceLine
 from piaotong.invoices.payload import invoice_payload
@@ -68,7 +68,7 @@ def verify_issued_signature(event: IncomingEvent) -> bytes:
             QuarantineReason.BAD_SIGNATURE,
             f"signed with key {key_id} of {key.node.node_id}, but written by {event.writer}",
         )
-    body = canonical_json(payload)
+    body = event.canonical_part("invoice") or canonical_json(payload)
     if hashlib.sha256(body).hexdigest() != payload_hash:
         raise _refuse(QuarantineReason.BAD_HASH, "the invoice payload does not match its hash")
     if not signing.verify(bytes(key.public_key), body, signature):
@@ -107,21 +107,26 @@ def _decimal(value: str | None) -> Decimal | None:
 
 
 def _lines(invoice: Invoice, payload: dict[str, Any]) -> list[InvoiceLine]:
+    # Built positionally (`fastsql.build`): keyword construction costs about three times as
+    # much, and the consumer builds every line of every invoice it receives.
     return [
-        InvoiceLine(
-            invoice=invoice,
-            position=line["position"],
-            kind=line["kind"],
-            tax_code=line["tax_code"],
-            item_name=line["name"],
-            printed_name=line["name"],
-            spec=line["spec"],
-            unit=line["unit"],
-            quantity=_decimal(line["quantity"]),
-            unit_price=_decimal(line["unit_price"]),
-            amount=Decimal(line["amount"]),
-            tax_rate=line["tax_rate"],
-            tax=Decimal(line["tax"]),
+        build(
+            InvoiceLine,
+            {
+                "position": line["position"],
+                "kind": line["kind"],
+                "tax_code": line["tax_code"],
+                "item_name": line["name"],
+                "printed_name": line["name"],
+                "spec": line["spec"],
+                "unit": line["unit"],
+                "quantity": _decimal(line["quantity"]),
+                "unit_price": _decimal(line["unit_price"]),
+                "amount": Decimal(line["amount"]),
+                "tax_rate": line["tax_rate"],
+                "tax": Decimal(line["tax"]),
+            },
+            {"invoice": invoice},
         )
         for line in payload["lines"]
     ]
@@ -132,36 +137,39 @@ def _invoice(event: IncomingEvent, payload: dict[str, Any], seller: Organisation
     issue_date = parse_date(payload["issue_date"])
     if not isinstance(issue_date, date):
         raise _refuse(QuarantineReason.INVALID_CONTENT, "issue_date is not a date")
-    return Invoice(
-        uid=stream_uid(event.stream),
-        kind=payload["kind"],
-        status=InvoiceStatus.ISSUED,
-        number=payload["number"],
-        issue_date=issue_date,
-        issued_at=event.occurred_at,
-        seller=seller,
-        seller_name=payload["seller"]["name"],
-        seller_tax_id=payload["seller"]["tax_id"],
-        seller_address=payload["seller"]["address"],
-        seller_bank=payload["seller"]["bank"],
-        buyer=_organisation(buyer["tax_id"]) if buyer["tax_id"] else None,
-        buyer_kind=buyer["kind"],
-        buyer_name=buyer["name"],
-        buyer_tax_id=buyer["tax_id"],
-        buyer_address=buyer["address"],
-        buyer_bank=buyer["bank"],
-        total_amount=Decimal(payload["total_amount"]),
-        total_tax=Decimal(payload["total_tax"]),
-        total_with_tax=Decimal(payload["total_with_tax"]),
-        remarks=payload["remarks"],
-        created_by_label=payload["issuer"],
-        issuer_name=payload["issuer"],
-        reviewer_name=payload["reviewer"],
-        signing_key_id=content["key_id"],
-        signature=content["signature"],
-        payload_hash=content["payload_hash"],
-        red_of=_red_of(payload),
-    )
+    values = {
+        "uid": stream_uid(event.stream),
+        "kind": payload["kind"],
+        "status": InvoiceStatus.ISSUED,
+        "number": payload["number"],
+        "issue_date": issue_date,
+        "issued_at": event.occurred_at,
+        "seller_name": payload["seller"]["name"],
+        "seller_tax_id": payload["seller"]["tax_id"],
+        "seller_address": payload["seller"]["address"],
+        "seller_bank": payload["seller"]["bank"],
+        "buyer_kind": buyer["kind"],
+        "buyer_name": buyer["name"],
+        "buyer_tax_id": buyer["tax_id"],
+        "buyer_address": buyer["address"],
+        "buyer_bank": buyer["bank"],
+        "total_amount": Decimal(payload["total_amount"]),
+        "total_tax": Decimal(payload["total_tax"]),
+        "total_with_tax": Decimal(payload["total_with_tax"]),
+        "remarks": payload["remarks"],
+        "created_by_label": payload["issuer"],
+        "issuer_name": payload["issuer"],
+        "reviewer_name": payload["reviewer"],
+        "signing_key_id": content["key_id"],
+        "signature": content["signature"],
+        "payload_hash": content["payload_hash"],
+    }
+    related = {
+        "seller": seller,
+        "buyer": _organisation(buyer["tax_id"]) if buyer["tax_id"] else None,
+        "red_of": _red_of(payload),
+    }
+    return build(Invoice, values, related)
 
 
 def _red_of(payload: dict[str, Any]) -> Invoice | None:
