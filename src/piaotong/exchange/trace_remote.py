@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -106,10 +107,38 @@ def shared_link() -> TraceLink | None:
         return _LINK
 
 
+# Nodes that did not answer in time, and NATS itself ("*") when it could not be reached: not
+# asked again until the time given (monotonic). A bulk verification of many unknown numbers, or
+# a public page under load, would otherwise wait the timeout once per number while a peer or
+# NATS is down; the answer is the same ("did not answer": the search is incomplete).
+_SILENT: dict[str, float] = {}
+ANY = "*"
+
+
 def ask_nodes(requests: list[tuple[str, bytes]]) -> list[bytes | None]:
-    """Ask each (node id, request) pair; None for a node that did not answer in time."""
+    """Ask each (node id, request) pair; None for a node that did not answer in time, or that
+    did not answer a moment ago (`PIAOTONG_TRACE_SILENT_SECONDS`, 30)."""
     link = shared_link()
     if link is None:
         return [None] * len(requests)
+    now = time.monotonic()
+    if _SILENT.get(ANY, 0.0) > now:
+        return [None] * len(requests)
+    asked = [i for i, (node, _) in enumerate(requests) if _SILENT.get(node, 0.0) <= now]
+    replies: list[bytes | None] = [None] * len(requests)
+    if not asked:
+        return replies
     timeout = number("PIAOTONG_TRACE_TIMEOUT_SECONDS", 0.5)
-    return link.request_many([(trace_subject(node), data) for node, data in requests], timeout)
+    got = link.request_many(
+        [(trace_subject(requests[i][0]), requests[i][1]) for i in asked], timeout
+    )
+    quiet_until = time.monotonic() + number("PIAOTONG_TRACE_SILENT_SECONDS", 30.0)
+    if not link.is_connected:
+        _SILENT[ANY] = quiet_until
+    for i, reply in zip(asked, got, strict=True):
+        replies[i] = reply
+        if reply is None:
+            _SILENT[requests[i][0]] = quiet_until
+        else:
+            _SILENT.pop(requests[i][0], None)
+    return replies

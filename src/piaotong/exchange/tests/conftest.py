@@ -159,3 +159,13 @@ def noted_kind() -> Any:
 
 def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {"note": payload["text"], "upgraded": True}
+
+
+@pytest.fixture(autouse=True)
+def _peers_not_remembered_silent() -> Iterator[None]:
+    """`trace_remote.ask_nodes` remembers peers that did not answer; every test starts afresh."""
+    from piaotong.exchange import trace_remote
+
+    trace_remote._SILENT.clear()
+    yield
+    trace_remote._SILENT.clear()
