@@ -56,6 +56,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.access import Actor
@@ -160,7 +161,7 @@ def require_writing_allowed() -> None:
     )
 
 
-def _require_not_recovering(message: str) -> None:
+def _require_not_recovering(message: str | Promise) -> None:
     global _clear_until
     if _RECOVERING.get() or time.monotonic() < _clear_until:
         return
