@@ -370,8 +370,8 @@ def fill(state: cluster.ClusterState, region: str, count: int, seed: int) -> Non
             "SELECT payload FROM ledger_ledgerevent WHERE kind='InvoiceIssued' ORDER BY id LIMIT 1"
         ).fetchone()[0]
         first = date.today() - timedelta(days=400)
-        inv_rows, ev_rows = [], []
-        for i in range(count):
+
+        def rows(i: int) -> tuple[list[Any], list[Any]]:
             uid = uuid.UUID(int=rng.getrandbits(128), version=4)
             row = template | {
                 "id": None,
@@ -380,7 +380,6 @@ def fill(state: cluster.ClusterState, region: str, count: int, seed: int) -> Non
                 "payload_hash": f"{rng.getrandbits(256):064x}",
                 "issue_date": (first + timedelta(days=i % 365)).isoformat(),
             }
-            inv_rows.append([row[c] for c in cols])
             event = {
                 "id": None,
                 "event_id": uuid.UUID(int=rng.getrandbits(128), version=4).hex,
@@ -394,21 +393,34 @@ def fill(state: cluster.ClusterState, region: str, count: int, seed: int) -> Non
                 "hash": f"{rng.getrandbits(256):064x}",
                 "occurred_at": "2025-01-01 00:00:00",
             }
-            ev_rows.append([event[c] for c in ecols])
-        # Chunks of 20,000 rows per transaction: the nodes' workers keep running meanwhile,
-        # and SQLite's one write lock must not be held past their busy timeout.
+            return [row[c] for c in cols], [event[c] for c in ecols]
+
+        # Chunks of 20,000 rows per transaction, made as they are inserted (the bench process
+        # holds one chunk, not a million rows): the nodes' workers keep running meanwhile, and
+        # SQLite's one write lock must not be held past their busy timeout.
         imarks, emarks = ",".join("?" * len(cols)), ",".join("?" * len(ecols))
         for start in range(0, count, 20_000):
+            chunk = [rows(i) for i in range(start, min(count, start + 20_000))]
+            db.executemany(f"INSERT INTO invoices_invoice VALUES ({imarks})", [r for r, _ in chunk])
             db.executemany(
-                f"INSERT INTO invoices_invoice VALUES ({imarks})", inv_rows[start : start + 20_000]
-            )
-            db.executemany(
-                f"INSERT INTO ledger_ledgerevent VALUES ({emarks})",
-                ev_rows[start : start + 20_000],
+                f"INSERT INTO ledger_ledgerevent VALUES ({emarks})", [e for _, e in chunk]
             )
             db.commit()
     finally:
         db.close()
+
+
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[Any, Any]:
+    """Run a command to completion: (its CompletedProcess, its own resource usage: CPU time and
+    peak RSS of that one child, from wait4)."""
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr, text=True)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        done = subprocess.CompletedProcess(args, proc.returncode, stdout.read(), stderr.read())
+    return done, rusage
 
 
 def phase_reconcile(filler: int, missing: int) -> None:
@@ -427,17 +439,25 @@ def phase_reconcile(filler: int, missing: int) -> None:
         state = cluster.ClusterState.load(directory)
         time.sleep(3)
         env = _env(state.node("00"))
+        answering = state.node("11").pids["consumer"]
+        load, answer_cpu = os.getloadavg(), cpu_seconds(answering)
         t = time.monotonic()
-        out = subprocess.run(
+        out, rusage = run_measured(
             [sys.executable, "-m", "piaotong.cli", "reconcile", "--peer", "node-11", "--from",
              (date.today() - timedelta(days=401)).isoformat(), "--json"],
-            env=env, capture_output=True, text=True, check=False,
+            env,
         )  # fmt: skip
         seconds = time.monotonic() - t
         run = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
         emit(bench="sync", metric="reconcile_seconds", invoices=filler + missing + 1,
              missing=missing, value=round(seconds, 1), unit="s", run=run,
              fill_seconds=round(fill_s, 1), stderr=out.stderr[-500:] if out.returncode else "",
+             requester_cpu_s=round(rusage.ru_utime + rusage.ru_stime, 1),
+             requester_peak_rss_mb=round(rusage.ru_maxrss / 1024, 1),
+             answering_consumer_cpu_s=round(cpu_seconds(answering) - answer_cpu, 1),
+             steps=next((line.split(": ", 1)[-1] for line in out.stderr.splitlines()
+                         if "reconciliation with node-11:" in line), ""),
+             load_average_before=load, load_average_after=os.getloadavg(),
              target="<= 60 s, all repaired",
              ok=seconds <= 60 and run.get("repaired_here") == missing)  # fmt: skip
         emit(bench="sync", metric="peak_rss_mb_by_process", value=rss_mb(state), unit="MB")

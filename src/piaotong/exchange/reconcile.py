@@ -18,6 +18,11 @@ row deleted by hand. Reconciliation makes nodes converge anyway:
    applies them through its own `inbox.receive`;
 5. the cells are compared again, and the run is recorded (`ReconciliationRun`).
 
+Cost, at a million invoices: each side reads its invoices once per run, in one query that joins
+each invoice to its ledger stream's (stream, writer, seq) index and streams the rows in issue
+date order, so one date's entries are in memory at a time (`local_cells`); the two nodes do this
+at the same time (the peer is asked first). Every later step reads only the dates that differ.
+
 The peer answers over NATS request/reply (`reconcile_responder`); `Peer` is the function that
 sends one request and returns the answer, so tests can answer in-process.
 """
@@ -25,23 +30,23 @@ sends one request and returns the answer, so tests can answer in-process.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Max
-from django.db.models.functions import Substr
 from django.utils import timezone
 
 from piaotong.accounts.models import Organisation
 from piaotong.exchange.actions import subject_for
 from piaotong.exchange.apply import ApplyLater, applier_for, registered_kinds
 from piaotong.exchange.choices import ParkReason, QuarantineReason
-from piaotong.exchange.inbox import Outcome, receive
+from piaotong.exchange.inbox import Outcome, receive_batch
 from piaotong.exchange.messages import (
     IncomingEvent,
     Poison,
@@ -54,12 +59,15 @@ from piaotong.exchange.models import InboxEvent, Node, OutboxEvent, Reconciliati
 from piaotong.exchange.nodes import NodeIdentity, node_of
 from piaotong.exchange.reconcile_digest import (
     Difference,
+    Digest,
     Entry,
     bucket_digests,
     cell_digests,
     diff_entries,
     differing,
+    digests_by_date,
     head_text,
+    leaf_text,
 )
 from piaotong.exchange.writers import wrong_writer
 from piaotong.invoices.choices import InvoiceStatus
@@ -72,7 +80,7 @@ log = logging.getLogger(__name__)
 Peer = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_LISTED = 200
 CHUNK = 500  # streams per IN (...) query
-FULL_SCAN = 20_000  # beyond this many streams one grouped scan is cheaper than IN lists
+FETCH = 2000  # rows per fetch of a streamed query
 BUCKETS_PER_REQUEST = 40
 CELLS_PER_REQUEST = 200
 STREAMS_PER_REQUEST = 100
@@ -134,112 +142,157 @@ class Scope:
         )
 
 
-def _by_streams(
-    streams: list[str], query: Callable[[list[str] | None], Iterable[Any]]
-) -> list[Any]:
-    """Run `query` over IN lists of streams, or once over everything when there are many."""
-    if len(streams) > FULL_SCAN:
-        return list(query(None))
-    out: list[Any] = []
+def _in_chunks(streams: list[str], query: Callable[[list[str]], Iterable[Any]]) -> Iterator[Any]:
+    """Run `query` over IN lists of at most CHUNK streams."""
     for start in range(0, len(streams), CHUNK):
-        out.extend(query(streams[start : start + CHUNK]))
-    return out
-
-
-def stream_heads(streams: list[str]) -> dict[str, str]:
-    """stream -> head text (the last seq of every writer) over the kinds nodes exchange
-    (those with an apply-function): local-only events such as DocumentRendered never travel."""
-    kinds = registered_kinds()
-
-    def query(chunk: list[str] | None) -> Iterable[tuple[str, str, int]]:
-        rows = LedgerEvent.objects.order_by().filter(kind__in=kinds)
-        rows = (
-            rows.filter(stream__in=chunk) if chunk else rows.filter(stream__startswith="invoice:")
-        )
-        return rows.values_list("stream", "writer").annotate(top=Max("seq"))
-
-    tops: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for stream, writer, top in _by_streams(streams, query):
-        tops[stream].append((writer, top))
-    return {stream: head_text(items) for stream, items in tops.items()}
+        yield from query(streams[start : start + CHUNK])
 
 
 def buyer_regions(streams: list[str]) -> dict[str, str]:
     """stream -> buyer region as routed when the invoice was issued (the subject's 4th token)."""
 
-    def inbox(chunk: list[str] | None) -> Iterable[tuple[str, str]]:
-        rows = InboxEvent.objects.filter(kind=ISSUED).order_by()
-        return (rows.filter(stream__in=chunk) if chunk else rows).values_list("stream", "subject")
+    def inbox(chunk: list[str]) -> Iterable[tuple[str, str]]:
+        rows = InboxEvent.objects.filter(kind=ISSUED, stream__in=chunk).order_by()
+        return rows.values_list("stream", "subject")
 
-    def outbox(chunk: list[str] | None) -> Iterable[tuple[str, str]]:
+    def outbox(chunk: list[str]) -> Iterable[tuple[str, str]]:
         rows = OutboxEvent.objects.filter(ledger_event__kind=ISSUED).order_by()
-        if chunk:
-            rows = rows.filter(ledger_event__stream__in=chunk)
+        rows = rows.filter(ledger_event__stream__in=chunk)
         return rows.values_list("ledger_event__stream", "subject")
 
     out = {}
-    for stream, subject in _by_streams(streams, inbox) + _by_streams(streams, outbox):
-        route = parse_subject(subject)
-        if route is not None:
-            out[stream] = route.buyer_region
+    for query in (inbox, outbox):
+        for stream, subject in _in_chunks(streams, query):
+            route = parse_subject(subject)
+            if route is not None:
+                out[stream] = route.buyer_region
     return out
 
 
-def _uid_text(value: Any) -> str:
-    """The dashed form of a uid as the database returns it (hex text on SQLite)."""
-    if isinstance(value, str) and len(value) == 32:
-        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
-    return str(value)
-
-
-def _invoice_rows(scope: Scope) -> list[tuple[Any, ...]]:
-    """(uid, number, payload hash, status, flag, issue date, buyer id) in scope, read with one
-    plain query: at a million rows the ORM's per-row conversions cost more than the scan."""
-    rows = (
-        Invoice.objects.order_by()
-        .filter(issue_date__range=(scope.date_from, scope.date_to), status__in=HELD)
-        .exclude(number__isnull=True)
+def _sql_texts() -> tuple[str, str]:
+    """SQL for the ledger stream `invoice:<uid>` of the invoice row `i` (as `Invoice.stream`:
+    a native uuid on PostgreSQL, 32 hex digits on SQLite), and for its issue date as
+    YYYY-MM-DD text (no per-row date conversion on a million rows)."""
+    if connection.vendor == "postgresql":
+        return "'invoice:' || i.uid::text", "to_char(i.issue_date, 'YYYY-MM-DD')"
+    parts = " || '-' || ".join(
+        f"substr(i.uid, {a}, {n})" for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
     )
+    return f"'invoice:' || {parts}", "CAST(i.issue_date AS TEXT)"
+
+
+def _held_query(scope: Scope) -> tuple[str, list[Any]]:
+    """One row per (invoice in scope, event of its stream): the invoice's columns and the
+    event's writer and seq, ordered by issue date, an invoice's rows together. The join reads
+    the (stream, writer, seq) index only: an invoice stream holds exchanged events only
+    (`LedgerEvent`), so no ledger row needs to be read to tell its kind. Not grouped in SQL:
+    the head is taken in Python from rows that come together anyway (2 s less at a million)."""
+    stream, day = _sql_texts()
+    where = ["i.issue_date BETWEEN %s AND %s", "i.number IS NOT NULL"]
+    params: list[Any] = [scope.date_from, scope.date_to]
+    where.append(f"i.status IN ({', '.join(['%s'] * len(HELD))})")
+    params += [str(s) for s in HELD]
     if scope.dates:
-        rows = rows.filter(issue_date__in=scope.dates)
+        where.append(f"i.issue_date IN ({', '.join(['%s'] * len(scope.dates))})")
+        params += [date.fromisoformat(d) for d in scope.dates]
     if scope.seller_region:
-        rows = rows.annotate(seller_region=Substr("number", 3, 2)).filter(
-            seller_region=scope.seller_region
-        )
-    query = rows.values_list(
-        "uid", "number", "payload_hash", "status", "authority_flag", "issue_date", "buyer_id"
-    ).query
-    sql, params = query.sql_with_params()
-    with connection.cursor() as cursor:
+        where.append("substr(i.number, 3, 2) = %s")
+        params.append(scope.seller_region)
+    sql = (
+        f"SELECT {stream}, i.number, i.payload_hash, i.status, i.authority_flag, {day}, "  # noqa: S608
+        "i.buyer_id, l.writer, l.seq "
+        f"FROM {Invoice._meta.db_table} i LEFT JOIN {LedgerEvent._meta.db_table} l "
+        f"ON l.stream = {stream} WHERE {' AND '.join(where)} "
+        "ORDER BY i.issue_date, i.id"
+    )
+    return sql, params
+
+
+# stream, number, payload hash, status, authority flag, issue date, buyer id, stream head
+Held = tuple[str, str, str, str, str, str, Any, str]
+
+
+def _held(scope: Scope) -> Iterator[Held]:
+    """The invoices this node holds within `scope`, one tuple each with its stream head,
+    ordered by issue date; streamed from the database in chunks (a server-side cursor on
+    PostgreSQL), never all in memory."""
+    sql, params = _held_query(scope)
+    chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    current: tuple[str, str, str, str, str, str, Any] | None = None
+    tops: dict[str, int] = {}
+    with connection.chunked_cursor() if chunked else connection.cursor() as cursor:
         cursor.execute(sql, params)
-        found: list[tuple[Any, ...]] = cursor.fetchall()
-    return found
+        while rows := cursor.fetchmany(FETCH):
+            for stream, number, digest, status, flag, day, buyer, writer, seq in rows:
+                if current is None or stream != current[0]:
+                    if current is not None:
+                        yield (*current, _head(tops))
+                    current, tops = (stream, number, digest, status, flag, day, buyer), {}
+                if writer is not None and seq > tops.get(writer, 0):
+                    tops[writer] = seq
+    if current is not None:
+        yield (*current, _head(tops))
+
+
+def _head(tops: dict[str, int]) -> str:
+    if len(tops) == 1:  # most streams: one writer (the seller's node)
+        for writer, seq in tops.items():
+            return f"{writer}:{seq}"
+    return head_text(tops.items())
+
+
+def _in_region(scope: Scope) -> Iterator[Held]:
+    """`_held`, less what a regional scope leaves out: an invoice of another seller region
+    counts only when its buyer is in the scope's region (as routed at issue)."""
+    region = scope.region
+    regions: dict[Any, str] = {}
+    for chunk in _batched(_held(scope), FETCH):
+        foreign = [h[0] for h in chunk if region and h[1][2:4] != region]
+        if not foreign:
+            yield from chunk
+            continue
+        routed = buyer_regions(foreign)
+        regions = regions or dict(Organisation.objects.values_list("pk", "region"))
+        for held in chunk:
+            stream, number, buyer = held[0], held[1], held[6]
+            if number[2:4] != region:
+                routed_to = routed[stream] if stream in routed else regions.get(buyer, "")
+                if routed_to != region:
+                    continue
+            yield held
+
+
+def iter_entries(scope: Scope) -> Iterator[Entry]:
+    """What this node holds within `scope` (issued invoices only; drafts never travel), ordered
+    by issue date, streamed."""
+    for stream, number, digest, status, flag, day, _, head in _in_region(scope):
+        yield Entry(number[2:4], day, number, stream[8:], digest, status, flag, head)
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def local_entries(scope: Scope) -> list[Entry]:
-    """What this node holds within `scope` (issued invoices only; drafts never travel)."""
-    values = _invoice_rows(scope)
-    uids = [_uid_text(row[0]) for row in values]
-    streams = [f"invoice:{uid}" for uid in uids]
-    heads = stream_heads(streams)
-    routed: dict[str, str] = {}
-    regions: dict[Any, str] = {}
-    if scope.region:
-        foreign = [s for s, row in zip(streams, values, strict=True) if row[1][2:4] != scope.region]
-        routed = buyer_regions(foreign)
-        regions = dict(Organisation.objects.values_list("pk", "region"))
-    entries = []
-    for uid, stream, (_, number, payload_hash, status, flag, day, buyer) in zip(
-        uids, streams, values, strict=True
-    ):
-        seller = number[2:4]
-        routed_to = routed.get(stream, regions.get(buyer, ""))
-        if scope.region and seller != scope.region and routed_to != scope.region:
-            continue
-        day_text = day if isinstance(day, str) else day.isoformat()
-        head = heads.get(stream, "")
-        entries.append(Entry(seller, day_text, number, uid, payload_hash, status, flag, head))
-    return entries
+    """`iter_entries` as a list: for narrow scopes (a few dates of a drill-down)."""
+    return list(iter_entries(scope))
+
+
+def local_cells(scope: Scope) -> dict[str, dict[str, Digest]]:
+    """bucket -> cell -> digest of what this node holds within `scope`, streamed: one issue
+    date's entries in memory at a time (`cell_digests(iter_entries(scope))`, made from the
+    rows directly: no entry objects for a million invoices)."""
+    return digests_by_date(
+        (number[2:4], day, number, stream[8:], leaf_text(number, digest, status, flag, head))
+        for stream, number, digest, status, flag, day, _, head in _in_region(scope)
+    )
 
 
 # --- answering a peer ----------------------------------------------------------------------
@@ -247,10 +300,11 @@ def local_entries(scope: Scope) -> list[Entry]:
 
 def answer(
     request: dict[str, Any],
-    entries_for: Callable[[Scope], list[Entry]] | None = None,
+    entries_for: Callable[[Scope], Iterable[Entry]] | None = None,
 ) -> dict[str, Any]:
-    """The answer to one reconciliation request of a peer (run by the responder);
-    `entries_for` is `local_entries` unless a test answers from a snapshot."""
+    """The answer to one reconciliation request of a peer (run by the responder); each is
+    computed over the request's scope only, streamed (`iter_entries`), unless a test answers
+    from a snapshot (`entries_for`)."""
     op = request.get("op")
     if op == "events":
         return {"messages": event_messages([str(s) for s in request["streams"]])}
@@ -259,13 +313,14 @@ def answer(
     if op not in {"digests", "cells", "leaves"}:
         raise ValueError(f"unknown reconciliation request {op!r}")
     scope = Scope.from_dict(request["scope"])
-    entries = (entries_for or local_entries)(scope)
+    if op == "leaves":
+        wanted = {tuple(c) for c in request["cells"]}
+        entries = (entries_for or iter_entries)(scope)
+        return {"entries": [e.as_list() for e in entries if (e.bucket, e.cell) in wanted]}
+    cells = cell_digests(entries_for(scope)) if entries_for else local_cells(scope)
     if op == "digests":
-        return {"buckets": bucket_digests(cell_digests(entries))}
-    if op == "cells":
-        return {"cells": cell_digests(entries)}
-    wanted = {tuple(c) for c in request["cells"]}
-    return {"entries": [e.as_list() for e in entries if (e.bucket, e.cell) in wanted]}
+        return {"buckets": bucket_digests(cells)}
+    return {"cells": cells}
 
 
 def in_scope(entry: Entry, scope: Scope) -> bool:
@@ -318,14 +373,14 @@ def event_messages(streams: list[str]) -> list[list[Any]]:
 
 
 def apply_messages(messages: list[list[Any]]) -> dict[str, int]:
-    """Apply [subject, message] pairs through the consumer's path; then re-run the
-    apply-functions of held events whose invoice row is missing here. Outcome counts."""
+    """Apply [subject, message] pairs through the consumer's path (`inbox.receive_batch`: one
+    transaction, a savepoint per event); then re-run the apply-functions of held events whose
+    invoice row is missing here. Outcome counts."""
     counts: dict[str, int] = defaultdict(int)
     held: dict[str, list[IncomingEvent]] = defaultdict(list)
-    for subject, message in messages:
-        data = dumps(message)
-        outcome = receive(data, subject)
-        counts[outcome.value] += 1
+    batch = [(dumps(message), str(subject), None) for subject, message in messages]
+    for (data, subject, _), outcome in zip(batch, receive_batch(batch), strict=True):
+        counts[outcome.value if outcome else "failed"] += 1
         if outcome == Outcome.DUPLICATE:
             parsed = parse_message(data, subject)
             if isinstance(parsed, IncomingEvent):
@@ -393,6 +448,12 @@ class RunReport:
     outcomes_here: dict[str, int] = field(default_factory=dict)
     outcomes_at_peer: dict[str, int] = field(default_factory=dict)
     left: list[Difference] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per step, for the log
+
+    def timed(self, step: str, since: float) -> float:
+        now = time.monotonic()
+        self.seconds[step] = round(now - since, 2)
+        return now
 
     def count(self, kind: str) -> int:
         return sum(1 for d in self.differences if d.kind == kind)
@@ -418,40 +479,73 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def compare(peer: Peer, scope: Scope, report: RunReport) -> list[Difference]:
-    """Drill down from buckets to cells to entries; the differences found."""
-    mine_entries = local_entries(scope)
-    report.invoices_here = len(mine_entries)
-    my_cells = cell_digests(mine_entries)
-    mine = bucket_digests(my_cells)
+def _ahead(pool: ThreadPoolExecutor, call: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+    """`call(item)` for each item in order, the next one already asked while the caller works
+    on the current answer (the peer computes while this node does)."""
+    if not items:
+        return
+    pending = pool.submit(call, items[0])
+    for item in items[1:]:
+        got, pending = pending.result(), pool.submit(call, item)
+        yield got
+    yield pending.result()
+
+
+def _their_buckets(peer: Peer, scope: Scope, stop: threading.Event) -> dict[str, Any]:
     theirs: dict[str, Any] = {}
     for window in _date_windows(scope):
+        if stop.is_set():  # this node's own digests failed: the run fails anyway
+            break
         got = _ask(peer, {"op": "digests", "scope": window.as_dict()})["buckets"]
         theirs.update({k: tuple(v) for k, v in got.items()})
-    buckets = differing(mine, theirs)
-    report.buckets_compared = len(set(mine) | set(theirs))
-    report.buckets_differing = len(buckets)
-    cells: list[tuple[str, str]] = []
-    for chunk in _chunks(buckets, BUCKETS_PER_REQUEST):
-        narrow = scope.narrowed(b.split(":")[1] for b in chunk)
-        got = _ask(peer, {"op": "cells", "scope": narrow.as_dict()})["cells"]
-        for bucket in chunk:
-            their_cells = {c: tuple(d) for c, d in got.get(bucket, {}).items()}
-            cells += [(bucket, c) for c in differing(my_cells.get(bucket, {}), their_cells)]
-    report.cells_differing = len(cells)
-    return _compare_cells(peer, scope, cells, mine_entries)
+    return theirs
+
+
+def compare(peer: Peer, scope: Scope, report: RunReport) -> list[Difference]:
+    """Drill down from buckets to cells to entries; the differences found. Both nodes compute
+    their digests at the same time: the peer's are asked for before this node's own."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="piaotong-reconcile-ask") as pool:
+        asked = pool.submit(_their_buckets, peer, scope, stop)
+        try:
+            my_cells = local_cells(scope)
+        except BaseException:
+            stop.set()
+            raise
+        theirs = asked.result()
+        mine = bucket_digests(my_cells)
+        report.invoices_here = sum(count for count, _ in mine.values())
+        buckets = differing(mine, theirs)
+        report.buckets_compared = len(set(mine) | set(theirs))
+        report.buckets_differing = len(buckets)
+        cells: list[tuple[str, str]] = []
+        for chunk in _chunks(buckets, BUCKETS_PER_REQUEST):
+            narrow = scope.narrowed(b.split(":")[1] for b in chunk)
+            got = _ask(peer, {"op": "cells", "scope": narrow.as_dict()})["cells"]
+            for bucket in chunk:
+                their_cells = {c: tuple(d) for c, d in got.get(bucket, {}).items()}
+                cells += [(bucket, c) for c in differing(my_cells.get(bucket, {}), their_cells)]
+        report.cells_differing = len(cells)
+        return _compare_cells(pool, peer, scope, cells)
 
 
 def _compare_cells(
-    peer: Peer, scope: Scope, cells: list[tuple[str, str]], mine: list[Entry]
+    pool: ThreadPoolExecutor, peer: Peer, scope: Scope, cells: list[tuple[str, str]]
 ) -> list[Difference]:
-    wanted = set(cells)
-    here = [e for e in mine if (e.bucket, e.cell) in wanted]
-    there: list[Entry] = []
-    for chunk in _chunks(cells, CELLS_PER_REQUEST):
+    """The entries of `cells` here and at the peer (asked meanwhile), compared."""
+    if not cells:
+        return []
+
+    def leaves(chunk: list[tuple[str, str]]) -> list[Entry]:
         narrow = scope.narrowed(b.split(":")[1] for b, _ in chunk)
         got = _ask(peer, {"op": "leaves", "scope": narrow.as_dict(), "cells": chunk})
-        there += [Entry.from_list(e) for e in got["entries"]]
+        return [Entry.from_list(e) for e in got["entries"]]
+
+    asked = [pool.submit(leaves, chunk) for chunk in _chunks(cells, CELLS_PER_REQUEST)]
+    wanted = set(cells)
+    narrow = scope.narrowed(b.split(":")[1] for b, _ in cells)
+    here = [e for e in iter_entries(narrow) if (e.bucket, e.cell) in wanted]
+    there = [entry for future in asked for entry in future.result()]
     return diff_entries(here, there)
 
 
@@ -460,11 +554,16 @@ def _streams(differences: list[Difference], kinds: set[str]) -> list[str]:
 
 
 def repair(peer: Peer, report: RunReport) -> None:
-    """Fetch what is missing or older here; push what is missing or older at the peer."""
+    """Fetch what is missing or older here (the next chunk asked while this one is applied);
+    push what is missing or older at the peer."""
     fetch = _streams(report.differences, {"missing_here", "stale_here"})
-    for chunk in _chunks(fetch, STREAMS_PER_REQUEST):
-        messages = _ask(peer, {"op": "events", "streams": chunk})["messages"]
-        _add(report.outcomes_here, apply_messages(messages))
+
+    def events(chunk: list[str]) -> list[list[Any]]:
+        return list(_ask(peer, {"op": "events", "streams": chunk})["messages"])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="piaotong-reconcile-fetch") as pool:
+        for messages in _ahead(pool, events, list(_chunks(fetch, STREAMS_PER_REQUEST))):
+            _add(report.outcomes_here, apply_messages(messages))
     push = _streams(report.differences, {"missing_at_peer", "stale_at_peer"})
     for chunk in _chunks(push, STREAMS_PER_REQUEST):
         messages = event_messages(chunk)
@@ -482,8 +581,8 @@ def verify_repairs(peer: Peer, scope: Scope, report: RunReport) -> None:
         return
     cells = sorted({(f"{d.number[2:4]}:{(d.here or d.there).issue_date}", d.number[-2:])  # type: ignore[union-attr]
                     for d in report.differences})  # fmt: skip
-    narrow = scope.narrowed(b.split(":")[1] for b, _ in cells)
-    left = _compare_cells(peer, scope, cells, local_entries(narrow))
+    with ThreadPoolExecutor(1, thread_name_prefix="piaotong-reconcile-ask") as pool:
+        left = _compare_cells(pool, peer, scope, cells)
     left_ids = {d.uid for d in left}
     before = {d.uid: d.kind for d in report.differences}
     report.left = left
@@ -509,14 +608,19 @@ def run(
     report, error = RunReport(peer_id, scope), ""
     try:
         report.differences = compare(peer, scope, report)
+        step = report.timed("compare", clock)
         if repair_differences and report.differences:
             repair(peer, report)
+            step = report.timed("repair", step)
             verify_repairs(peer, scope, report)
+            report.timed("verify", step)
         else:
             report.left, report.unrepaired = report.differences, len(report.differences)
     except Exception as exc:  # recorded: a run that failed is shown, not lost
         log.exception("reconciliation with %s failed", peer_id)
         error = f"{type(exc).__name__}: {exc}"
+    steps = ", ".join(f"{name} {seconds} s" for name, seconds in report.seconds.items())
+    log.info("reconciliation with %s: %d invoices here; %s", peer_id, report.invoices_here, steps)
     return do_record_reconciliation_run(report, trigger, started, time.monotonic() - clock, error)
 
 

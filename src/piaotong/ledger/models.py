@@ -18,7 +18,10 @@ class LedgerEvent(models.Model):
 
     Invariants: (stream, writer, seq) is unique and seq has no gaps per (stream, writer);
     `hash` = SHA-256 over `prev_hash` and the canonical body (see `ledger.chain.event_body`);
-    rows are never updated or deleted.
+    rows are never updated or deleted. An invoice's stream (`invoice:<uid>`) holds only events
+    that nodes exchange: a local fact goes on a stream of its own (`documents:<uid>`), since
+    peers would wait for its seq forever, and reconciliation takes a stream's head from the
+    (stream, writer, seq) index alone, without reading the kind.
     """
 
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

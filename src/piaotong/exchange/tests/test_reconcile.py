@@ -8,6 +8,7 @@ then rolled back. The last test asks a real responder over a real nats-server.
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -28,9 +29,16 @@ from piaotong.exchange.reconcile_digest import (
     diff_entries,
     leaf_hash,
     merkle_root,
+    parse_head,
 )
 from piaotong.exchange.reconcile_responder import Responder, nats_peer
-from piaotong.exchange.tests.conftest import Sent, as_node, issue_many_elsewhere, register
+from piaotong.exchange.tests.conftest import (
+    Sent,
+    as_node,
+    event_message,
+    issue_many_elsewhere,
+    register,
+)
 from piaotong.invoices.models import Invoice, InvoiceLine
 from piaotong.ledger.models import LedgerEvent
 from piaotong.testing import draft
@@ -130,7 +138,7 @@ def four(clerk: Any, org_a: Any, org_b: Any) -> list[Sent]:
     return issue_many_elsewhere(clerk, org_a, [draft(org_b) for _ in range(4)])
 
 
-def _run(peer: SnapshotPeer) -> ReconciliationRun:
+def _run(peer: reconcile.Peer) -> ReconciliationRun:
     with as_node("node-31", "31"):
         return reconcile.run("hub", peer, _scope())
 
@@ -198,6 +206,89 @@ def test_it_quarantines_a_tampered_event_instead_of_repairing(four: list[Sent]) 
     assert (run.missing_here, run.repaired_here, run.unrepaired) == (1, 0, 1)
     assert QuarantinedEvent.objects.get().reason == "bad_hash"
     assert Invoice.objects.count() == 3
+
+
+def test_it_fetches_a_later_event_of_an_invoice_held_here(
+    four: list[Sent], noted_kind: str
+) -> None:
+    first = orjson.loads(four[1].data)["event"]
+    later, _ = event_message(
+        first["stream"], "node-11", 2, noted_kind, {"text": "n"}, first["hash"]
+    )
+    peer = _snapshot([*four, later])
+    with as_node("node-31", "31"):
+        for message in four:
+            message.deliver()
+    run = _run(peer)
+    assert (run.stale_here, run.repaired_here, run.unrepaired) == (1, 1, 0)
+    assert LedgerEvent.objects.filter(stream=first["stream"], writer="node-11").count() == 2
+    assert _run(peer).outcome == ReconciliationRun.Outcome.EQUAL
+
+
+def test_it_streams_the_digests_it_would_compute_from_the_entries(four: list[Sent]) -> None:
+    with as_node("node-31", "31"):
+        for message in four:
+            message.deliver()
+    today = timezone.localdate()
+    for days, invoice in enumerate(Invoice.objects.order_by("number")[:3]):
+        Invoice.objects.filter(pk=invoice.pk).update(issue_date=today - timedelta(days=days))
+    scope = reconcile.Scope(today - timedelta(days=5), today, "31")
+    entries = reconcile.local_entries(scope)
+    assert [e.issue_date for e in entries] == sorted(e.issue_date for e in entries)
+    assert len({e.issue_date for e in entries}) == 3
+    assert reconcile.local_cells(scope) == cell_digests(entries)
+
+
+def test_it_holds_in_a_region_what_its_sellers_sold_or_its_buyers_bought(
+    four: list[Sent],
+) -> None:
+    with as_node("node-31", "31"):
+        for message in four:
+            message.deliver()
+    today = timezone.localdate()
+    counts = {
+        region: len(reconcile.local_entries(reconcile.Scope(today, today, region)))
+        for region in ("11", "31", "44", "")
+    }
+    assert counts == {"11": 4, "31": 4, "44": 0, "": 4}
+
+
+def test_it_keeps_local_only_events_out_of_the_stream_head(four: list[Sent]) -> None:
+    """Heads count every event of an invoice stream (read from the index alone); that holds
+    only while local facts such as a rendered document live on streams of their own."""
+    from piaotong.documents.actions import do_render_document
+
+    with as_node("node-31", "31"):
+        for message in four:
+            message.deliver()
+        before = reconcile.local_entries(_scope())
+        do_render_document(Invoice.objects.order_by("number").first(), "xml")
+        assert LedgerEvent.objects.filter(kind="DocumentRendered").exists()
+        assert reconcile.local_entries(_scope()) == before
+    assert {parse_head(e.head)["node-11"] for e in before} == {1}
+
+
+def test_it_computes_its_digests_while_the_peer_computes_its_own(
+    four: list[Sent], monkeypatch: Any
+) -> None:
+    peer = _snapshot(four)
+    with as_node("node-31", "31"):
+        for message in four:
+            message.deliver()
+    asked = threading.Event()
+    compute = reconcile.local_cells
+
+    def answer_digests(request: dict[str, Any]) -> dict[str, Any]:
+        if request["op"] == "digests":
+            asked.set()
+        return peer(request)
+
+    def slow_local(scope: reconcile.Scope) -> Any:
+        assert asked.wait(10), "the peer was asked only after this node computed its digests"
+        return compute(scope)
+
+    monkeypatch.setattr(reconcile, "local_cells", slow_local)
+    assert _run(answer_digests).outcome == ReconciliationRun.Outcome.EQUAL
 
 
 def test_it_records_a_run_that_failed(four: list[Sent]) -> None:
