@@ -1,16 +1,20 @@
 """Verification (查验) over real HTTP against the production server, at 1, 10 and 50 clients.
 
     python bench/verify.py [--db sqlite|postgresql|all] [--requests N] [--clients 1,10,50]
-                           [--workers 2] [--threads 4]
+                           [--workers N] [--threads N]
 
-Starts `piaotong serve` (gunicorn, gthread) on a fresh database with demo data, then for each
-number of concurrent clients (threads, one keep-alive connection each):
+Starts `piaotong serve` (gunicorn, gthread; its default workers and threads unless given) on a
+fresh database with demo data, then for each number of concurrent clients (threads, one
+keep-alive connection each):
 - baseline: GET /healthz (the trivial endpoint of the same server), requests per second;
 - POST /api/v1/verify, anonymous, a 数电 number + issue date + 价税合计 of a demo invoice
-  (each check is a match: one invoice read, its lines, the client and daily counters, the log
-  row, in one transaction), requests per second and latency percentiles.
+  (each check is a match: the invoice read with its lines, the client and daily counters and
+  the log row in one transaction), requests per second and latency percentiles.
 Baseline and verification alternate in rounds at each client count and the medians are kept,
-because this machine's throughput drifts.
+because this machine's throughput drifts. Each also reports the CPU time spent per request by
+the server's workers, by the database's server processes (PostgreSQL) and by the client threads
+(this process), read from /proc around each round: the machine is shared, and while throughput
+follows the other work on it, the CPU a request costs does much less.
 
 The limits are set high for the run through the environment (PIAOTONG_VERIFY_DAILY_LIMIT,
 PIAOTONG_VERIFY_RATE_ANON, PIAOTONG_VERIFY_MISS_LIMIT_ANON): with the defaults, the sixth check
@@ -38,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, database, emit, machine
-from web import free_port
+from web import children, free_port
 
 PIAOTONG = [sys.executable, "-m", "piaotong.cli"]
 HIGH = str(10**9)
@@ -77,6 +81,51 @@ def drive(port: int, clients: int, total: int, request) -> tuple[float, list[flo
     elapsed = time.perf_counter() - start
     flat = [value for per in latencies for value in per]
     return len(flat) / elapsed, flat, sum(failures)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (those gone count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def database_pids(url: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database (none for SQLite)."""
+    if not url.startswith("postgres"):
+        return []
+    name = url.rsplit("/", 1)[1]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if command.startswith("postgres: ") and f" {name} " in command:
+                found.append(int(entry.name))
+    return found
+
+
+class Meter:
+    """CPU per request of the server's workers, the database's processes and this process."""
+
+    def __init__(self, server_pid: int, url: str) -> None:
+        self.server_pid, self.url = server_pid, url
+
+    def drive(self, port: int, clients: int, total: int, request):  # type: ignore[no-untyped-def]
+        workers = children(self.server_pid)
+        backends = database_pids(self.url)
+        before = (cpu_seconds(workers), cpu_seconds(backends), time.process_time())
+        rate, latencies, failures = drive(port, clients, total, request)
+        after = (cpu_seconds(workers), cpu_seconds(backends), time.process_time())
+        per = [(b - a) * 1000 / len(latencies) for a, b in zip(before, after, strict=True)]
+        return rate, latencies, failures, per
 
 
 def healthz(connection: http.client.HTTPConnection, n: int) -> int:
@@ -143,7 +192,12 @@ def demo_invoices(env: dict[str, str]) -> list[dict[str, str]]:
 
 
 def run(
-    kind: str, requests: int, clients: list[int], rounds: int, workers: int, threads: int
+    kind: str,
+    requests: int,
+    clients: list[int],
+    rounds: int,
+    workers: int | None,
+    threads: int | None,
 ) -> None:
     with database(kind) as url, tempfile.TemporaryDirectory(prefix="piaotong-verify-") as var:
         env = (
@@ -165,25 +219,21 @@ def run(
             raise SystemExit(f"piaotong demo failed:\n{demo.stderr[-3000:]}")
         invoices = demo_invoices(env)
         port = free_port()
+        sizing = []
+        if workers is not None:
+            sizing += ["--workers", str(workers)]
+        if threads is not None:
+            sizing += ["--threads", str(threads)]
         server = subprocess.Popen(
-            [
-                *PIAOTONG,
-                "serve",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--no-migrate",
-            ],
+            [*PIAOTONG, "serve", "--bind", f"127.0.0.1:{port}", *sizing, "--no-migrate"],
             env=env | {"PIAOTONG_LOG_LEVEL": "WARNING"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
             wait_until_up(port, server)
-            measure(kind, port, invoices, requests, clients, rounds, workers, threads)
+            shape = f"{len(children(server.pid))}x{threads or 'default'}"
+            measure(kind, port, invoices, requests, clients, rounds, Meter(server.pid, url), shape)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -196,25 +246,36 @@ def measure(
     requests: int,
     clients: list[int],
     rounds: int,
-    workers: int,
-    threads: int,
+    meter: Meter,
+    shape: str,
 ) -> None:
     verify = verifier(invoices)
     drive(port, 4, 200, healthz)  # warm up every worker and thread
     drive(port, 4, 200, verify)
     for count in clients:
+        load_before = os.getloadavg()[0]
         base_rates, rates, latencies, base_latencies, failed = [], [], [], [], 0
+        base_cpu: list[list[float]] = []
+        cpu: list[list[float]] = []
         for _ in range(rounds):
-            rate, lat, _fail = drive(port, count, requests, healthz)
+            rate, lat, _fail, used = meter.drive(port, count, requests, healthz)
             base_rates.append(rate)
             base_latencies += lat
-            rate, lat, fail = drive(port, count, requests, verify)
+            base_cpu.append(used)
+            rate, lat, fail, used = meter.drive(port, count, requests, verify)
             rates.append(rate)
             latencies += lat
             failed += fail
+            cpu.append(used)
         baseline, value = statistics.median(base_rates), statistics.median(rates)
         p99 = percentile(latencies, 0.99) * 1000
-        common = {"bench": "verify", "db": kind, "clients": count, "server": f"{workers}x{threads}"}
+        common = {
+            "bench": "verify",
+            "db": kind,
+            "clients": count,
+            "server": shape,
+            "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        }
         emit(
             **common,
             metric="healthz_per_s",
@@ -222,6 +283,7 @@ def measure(
             unit="1/s",
             p50_ms=round(percentile(base_latencies, 0.50) * 1000, 2),
             p99_ms=round(percentile(base_latencies, 0.99) * 1000, 2),
+            **cpu_fields(base_cpu),
         )
         emit(
             **common,
@@ -235,6 +297,7 @@ def measure(
             ok=value / baseline >= 0.5,
             failures=failed,
             invoices=len(invoices),
+            **cpu_fields(cpu),
         )
         emit(
             **common,
@@ -249,6 +312,12 @@ def measure(
         )
 
 
+def cpu_fields(rounds: list[list[float]]) -> dict[str, float]:
+    """Median CPU ms per request over the rounds: server workers, database, client."""
+    names = ("server_cpu_ms", "db_cpu_ms", "client_cpu_ms")
+    return {name: round(statistics.median(r[i] for r in rounds), 3) for i, name in enumerate(names)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,8 +326,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="1,10,50")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, help="default: piaotong serve's")
+    parser.add_argument("--threads", type=int, help="default: piaotong serve's")
     args = parser.parse_args()
     emit(bench="verify", metric="machine", **machine())
     clients = [int(c) for c in args.clients.split(",")]

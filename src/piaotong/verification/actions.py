@@ -8,28 +8,26 @@ its own record, and a public page must not serialise on the audit chain's head).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.access import Actor
 from piaotong.accounts.permissions import Action
-from piaotong.fastsql import insert_rows
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.models import Invoice
 from piaotong.lib.errors import RuleViolation, RuleViolations
 from piaotong.verification import limits
-from piaotong.verification.choices import MISSES, InputKind, Outcome, VerifyChannel
-from piaotong.verification.conf import flag, setting
-from piaotong.verification.models import BulkVerification, VerificationLog
-from piaotong.verification.queries import issued_invoice
+from piaotong.verification.choices import InputKind, Outcome, VerifyChannel
+from piaotong.verification.conf import setting
+from piaotong.verification.models import BulkVerification
+from piaotong.verification.queries import Found, issued_invoice
+from piaotong.verification.recording import Check, Recorded, record_check
 from piaotong.verification.results import (
     Hint,
     VerificationResult,
@@ -76,64 +74,6 @@ class Requester:
 # --- The one counting-and-logging step -------------------------------------------------------
 
 
-@contextmanager
-def check_transaction() -> Iterator[None]:
-    """The transaction of one check, committed without waiting for the disk.
-
-    A check writes only counters and a log row, never an invoice: losing the last moments of
-    them to a power failure or an operating-system crash is acceptable (an application crash
-    loses nothing), while an fsync per check would cap verification at the disk's flush rate.
-    PostgreSQL: `synchronous_commit = off` for this transaction only. SQLite (WAL):
-    `synchronous = NORMAL` around it, then the connection's own setting again. Set
-    PIAOTONG_VERIFY_SYNC_COMMIT=true to wait for the disk anyway.
-    """
-    if flag("PIAOTONG_VERIFY_SYNC_COMMIT"):
-        with transaction.atomic():
-            yield
-    elif connection.vendor == "postgresql":
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            yield
-    elif connection.vendor == "sqlite" and not connection.in_atomic_block:
-        with _sqlite_quick_commit():
-            yield
-    else:
-        with transaction.atomic():
-            yield
-
-
-# SQLite lets one writer in at a time, and a writer that finds the lock taken sleeps in steps
-# of 1, 2, 5, 10... ms however soon the lock frees. Checks of one process queue on this lock
-# instead, so only checks of different processes ever meet SQLite's busy wait.
-_sqlite_writer = threading.Lock()
-
-
-@contextmanager
-def _sqlite_quick_commit() -> Iterator[None]:
-    # The pragma cannot change inside a transaction (inside a caller's one, its rules hold).
-    previous = getattr(connection, "_piaotong_synchronous", None)
-    with connection.cursor() as cursor:
-        if previous is None:
-            cursor.execute("PRAGMA synchronous")
-            previous = int(cursor.fetchone()[0])
-            connection._piaotong_synchronous = previous  # type: ignore[attr-defined]
-        cursor.execute("PRAGMA synchronous = NORMAL")
-    try:
-        with _sqlite_writer, transaction.atomic():
-            yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA synchronous = {previous:d}")
-
-
-@dataclass(frozen=True)
-class _Counted:
-    outcome: Outcome
-    checks_today: int | None
-    retry_after: int | None
-
-
 def _count_and_log(
     requester: Requester,
     input_kind: InputKind,
@@ -141,57 +81,29 @@ def _count_and_log(
     outcome: Outcome,
     invoice: Invoice | None = None,
     differing: tuple[str, ...] = (),
-) -> _Counted:
-    """Count the check for the client and the invoice, decide refusals, log; one transaction."""
-    now = timezone.now()
-    stamp = now.timestamp()
-    miss = outcome in MISSES
-    refusal: limits.Refusal | None = None
-    checks: int | None = None
-    with check_transaction():
-        hits, misses = limits.count_client(
-            limits.client_key(requester.actor, requester.ip),
-            stamp,
-            miss,
-            bulk=requester.channel == VerifyChannel.BULK,
-        )
-        refusal = limits.decide_client(
-            limits.client_policy(requester.actor), hits, misses, miss, stamp
-        )
-        if refusal is None and outcome != Outcome.INVALID:
-            checks = limits.count_daily(identifier, timezone.localdate(now))
-            if limits.daily_refused(checks, setting("PIAOTONG_VERIFY_DAILY_LIMIT")):
-                refusal = limits.Refusal("daily_limit", limits.seconds_until_tomorrow(now))
-        if refusal is not None:
-            outcome = Outcome.DAILY_LIMIT if refusal.code == "daily_limit" else Outcome.THROTTLED
-        # Every check inserts one: the prepared INSERT of fastsql saves the ORM's compiling.
-        insert_rows([_log_row(requester, input_kind, identifier, outcome, invoice, differing)])
-    return _Counted(outcome, checks, refusal.retry_after if refusal else None)
-
-
-def _log_row(
-    requester: Requester,
-    input_kind: InputKind,
-    identifier: str,
-    outcome: Outcome,
-    invoice: Invoice | None,
-    differing: tuple[str, ...],
-) -> VerificationLog:
-    return VerificationLog(
-        created_at=timezone.now(),
+) -> Recorded:
+    """Count the check for the client and the invoice, decide refusals, log; one transaction
+    (`recording.record_check`)."""
+    check = Check(
+        client=limits.client_key(requester.actor, requester.ip),
+        policy=limits.client_policy(requester.actor),
+        bulk=requester.channel == VerifyChannel.BULK,
+        daily_key="" if outcome == Outcome.INVALID else identifier,
+        daily_limit=setting("PIAOTONG_VERIFY_DAILY_LIMIT"),
+        outcome=outcome,
         principal=requester.principal,
         ip_hash=limits.hash_ip(requester.ip),
         channel=requester.channel,
         input_kind=input_kind,
-        outcome=outcome,
-        identifier=identifier[:40],
-        invoice=invoice,
-        differing=",".join(differing)[:200],
+        identifier=identifier,
+        invoice_id=invoice.pk if invoice is not None else None,
+        differing=",".join(differing),
     )
+    return record_check(check, timezone.now())
 
 
 def _refused(
-    counted: _Counted, input_kind: InputKind, identifier: str
+    counted: Recorded, input_kind: InputKind, identifier: str
 ) -> VerificationResult | None:
     if counted.outcome not in (Outcome.DAILY_LIMIT, Outcome.THROTTLED):
         return None
@@ -216,8 +128,8 @@ def _checked_input(requester: Requester, input_kind: InputKind, build: Callable[
 # --- Claims ------------------------------------------------------------------------------------
 
 
-def find_invoice(claim: Claim) -> Invoice | None:
-    """The issued invoice a claim names, if this node holds it.
+def find_invoice(claim: Claim) -> Found | None:
+    """The issued invoice a claim names, with its lines, if this node holds it.
 
     Legacy invoices (税控发票) are never issued by this platform and not yet imported, so a
     legacy claim finds nothing here.
@@ -231,9 +143,9 @@ def do_verify_invoice(
     requester: Requester, claim: Claim, input_kind: InputKind = InputKind.DIGITAL
 ) -> VerificationResult:
     """Verify a checked claim (数电 or legacy) against the record."""
-    invoice = find_invoice(claim)
+    found = find_invoice(claim)
     limit = setting("PIAOTONG_VERIFY_DAILY_LIMIT")
-    if invoice is None:
+    if found is None:
         counted = _count_and_log(requester, input_kind, claim.key, Outcome.NOT_FOUND)
         refused = _refused(counted, input_kind, claim.key)
         if refused is not None:
@@ -242,18 +154,17 @@ def do_verify_invoice(
             claim, input_kind, claim.key, checks_today=counted.checks_today, daily_limit=limit
         )
     assert isinstance(claim, DigitalClaim)
-    record = record_of(invoice)
-    comparison = compare_digital(claim, record)
+    comparison = compare_digital(claim, record_of(found.invoice))
     outcome = Outcome.MATCH if comparison.matches else Outcome.MISMATCH
     counted = _count_and_log(
-        requester, input_kind, claim.key, outcome, invoice, comparison.differing
+        requester, input_kind, claim.key, outcome, found.invoice, comparison.differing
     )
     refused = _refused(counted, input_kind, claim.key)
     if refused is not None:
         return refused
     return _found_result(
         requester,
-        invoice,
+        found,
         input_kind,
         comparison.differing,
         tuple(Hint(code) for code in comparison.hints),
@@ -263,12 +174,13 @@ def do_verify_invoice(
 
 def _found_result(
     requester: Requester,
-    invoice: Invoice,
+    found: Found,
     input_kind: InputKind,
     differing: tuple[str, ...],
     hints: tuple[Hint, ...],
-    counted: _Counted,
+    counted: Recorded,
 ) -> VerificationResult:
+    invoice = found.invoice
     is_party = requester.is_party(invoice)
     result = VerificationResult(
         outcome=counted.outcome,
@@ -281,7 +193,7 @@ def _found_result(
         daily_limit=setting("PIAOTONG_VERIFY_DAILY_LIMIT"),
     )
     if counted.outcome == Outcome.MATCH:
-        result.invoice = details_of(invoice)
+        result.invoice = details_of(invoice, found.lines)
         if invoice.status in (
             InvoiceStatus.PARTIALLY_RED_FLUSHED,
             InvoiceStatus.FULLY_RED_FLUSHED,
@@ -406,21 +318,22 @@ def tampered_fields(mismatches: list[str]) -> tuple[str, ...]:
 
 
 def _verify_document(requester: Requester, read: Any, number: str) -> VerificationResult:
-    invoice = issued_invoice(number)
+    found = issued_invoice(number)
     signature = {True: "valid", False: "invalid", None: "absent"}[read.signature_valid]
-    if invoice is None:
+    if found is None:
         counted = _count_and_log(requester, InputKind.FILE, number, Outcome.NOT_FOUND)
         refused = _refused(counted, InputKind.FILE, number)
         if refused is not None:
             return refused
-        found = not_found_result(
+        not_found = not_found_result(
             _document_claim(read.fields, number),
             InputKind.FILE,
             number,
             checks_today=counted.checks_today,
             daily_limit=setting("PIAOTONG_VERIFY_DAILY_LIMIT"),
         )
-        return replace(found, signature=signature)
+        return replace(not_found, signature=signature)
+    invoice = found.invoice
     differing = list(compare_document(read.fields, record_of(invoice)))
     for name in tampered_fields(read.mismatches):
         if name not in differing:
@@ -440,7 +353,7 @@ def _verify_document(requester: Requester, read: Any, number: str) -> Verificati
     if refused is not None:
         return refused
     result = _found_result(
-        requester, invoice, InputKind.FILE, tuple(differing), tuple(hints), counted
+        requester, found, InputKind.FILE, tuple(differing), tuple(hints), counted
     )
     return replace(result, signature=signature)
 

@@ -12,6 +12,7 @@
 The decisions are pure (`decide_client`, `daily_refused`) and take the counts the database
 returned; the counters are single `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` statements
 (SQLite 3.35+ and PostgreSQL), so concurrent checks never lose a count and need no row lock.
+`recording` runs them with the log row in one transaction (on PostgreSQL as one statement).
 
 >>> policy = ClientPolicy(rate=30, miss_limit=20)
 >>> decide_client(policy, hits=31, misses=0, this_miss=False, now=90.0)
@@ -25,9 +26,13 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -67,13 +72,14 @@ def decide_client(
     given and the next check is refused.
     """
     if misses - int(this_miss) >= policy.miss_limit:
-        return Refusal("throttled_misses", _until(now, MISS_WINDOW))
+        return Refusal("throttled_misses", until_window_ends(now, MISS_WINDOW))
     if hits > policy.rate:
-        return Refusal("throttled", _until(now, RATE_WINDOW))
+        return Refusal("throttled", until_window_ends(now, RATE_WINDOW))
     return None
 
 
-def _until(now: float, length: int) -> int:
+def until_window_ends(now: float, length: int) -> int:
+    """Whole seconds (at least 1) until the window of `length` seconds containing `now` ends."""
     return max(1, math.ceil(window_start(now, length) + length - now))
 
 
@@ -98,7 +104,14 @@ def seconds_until_tomorrow(now: datetime) -> int:
 
 def hash_ip(ip: str) -> str:
     """The address as it is stored: a keyed hash, so logs and counters never hold raw IPs."""
-    return salted_hmac("piaotong.verification.ip", ip).hexdigest()[:32] if ip else ""
+    return _hash_ip(ip, settings.SECRET_KEY) if ip else ""
+
+
+@lru_cache(maxsize=4096)
+def _hash_ip(ip: str, secret: str) -> str:
+    # Remembered per secret: a client's address is hashed for its counter and its log row
+    # on every check, and the HMAC's key derivation costs more than the rest of the hash.
+    return salted_hmac("piaotong.verification.ip", ip, secret=secret).hexdigest()[:32]
 
 
 def client_key(actor: Actor | None, ip: str) -> str:
@@ -122,6 +135,11 @@ def client_policy(actor: Actor | None) -> ClientPolicy:
 
 
 def _client_sql() -> str:
+    return _client_sql_for(connection.vendor)
+
+
+@lru_cache(maxsize=4)
+def _client_sql_for(vendor: str) -> str:
     table = connection.ops.quote_name(ClientCounter._meta.db_table)
     return (
         f"INSERT INTO {table} (client, rate_window, hits, miss_window, misses) "  # noqa: S608
@@ -136,18 +154,31 @@ def _client_sql() -> str:
     )
 
 
-def count_client(key: str, now: float, miss: bool, bulk: bool = False) -> tuple[int, int]:
+Execute = Callable[[str, Sequence[Any]], "tuple[Any, ...] | None"]
+
+
+def count_client(
+    key: str, now: float, miss: bool, bulk: bool = False, execute: Execute = execute_returning
+) -> tuple[int, int]:
     """Count one check (and one miss) for the client; returns (hits this minute, misses this
-    hour), this check included. Bulk rows count misses only: a bulk upload is one request."""
+    hour), this check included. Bulk rows count misses only: a bulk upload is one request.
+
+    `execute` runs the statement and returns its first row (`fastsql.execute_returning`, or
+    the driver directly inside `recording`'s quick SQLite transaction)."""
     rate_window = window_start(now, RATE_WINDOW)
     miss_window = window_start(now, MISS_WINDOW)
-    row = execute_returning(_client_sql(), [key, rate_window, miss_window, int(miss)])
+    row = execute(_client_sql(), [key, rate_window, miss_window, int(miss)])
     assert row is not None
     hits, misses = int(row[0]), int(row[1])
     return (0 if bulk else hits), misses
 
 
 def _daily_sql() -> str:
+    return _daily_sql_for(connection.vendor)
+
+
+@lru_cache(maxsize=4)
+def _daily_sql_for(vendor: str) -> str:
     table = connection.ops.quote_name(DailyCheckCount._meta.db_table)
     return (
         f"INSERT INTO {table} (ident, day, checks) VALUES (%s, %s, 1) "  # noqa: S608
@@ -155,9 +186,9 @@ def _daily_sql() -> str:
     )
 
 
-def count_daily(key: str, day: date) -> int:
+def count_daily(key: str, day: date, execute: Execute = execute_returning) -> int:
     """Count one check of the invoice `key` on `day`; returns the day's count, this one included."""
-    row = execute_returning(_daily_sql(), [key, day])
+    row = execute(_daily_sql(), [key, day])
     assert row is not None
     return int(row[0])
 

@@ -9,6 +9,7 @@ throttling) that say when to come back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -24,7 +25,7 @@ from piaotong.invoices.models import Invoice
 from piaotong.lib.money import RATES
 from piaotong.lib.regions import get_region
 from piaotong.verification.choices import InputKind, Outcome
-from piaotong.verification.queries import invoice_lines
+from piaotong.verification.queries import LineRow
 from piaotong.verification.rules import (
     PRE_TAX_TYPED,
     TOTAL_TYPED,
@@ -199,9 +200,10 @@ def _fine(value: Decimal | None) -> str:
     return "" if value is None else f"{value.normalize():f}"
 
 
-def details_of(invoice: Invoice) -> InvoiceDetails:
+def details_of(invoice: Invoice, lines: Iterable[LineRow]) -> InvoiceDetails:
+    """What a match shows: the invoice and its lines (read with it, `queries.issued_invoice`)."""
     zh, en = invoice.status_mark
-    lines = tuple(
+    shown = tuple(
         LineDetails(
             name=line.printed_name,
             spec=line.spec,
@@ -212,7 +214,7 @@ def details_of(invoice: Invoice) -> InvoiceDetails:
             tax_rate=RATES[line.tax_rate].label_zh if line.tax_rate in RATES else line.tax_rate,
             tax=line.tax,
         )
-        for line in invoice_lines(invoice.pk)
+        for line in lines
     )
     assert invoice.number is not None and invoice.issue_date is not None
     return InvoiceDetails(
@@ -229,7 +231,7 @@ def details_of(invoice: Invoice) -> InvoiceDetails:
         remarks=invoice.remarks,
         status_mark_zh=zh,
         status_mark_en=en,
-        lines=lines,
+        lines=shown,
     )
 
 
@@ -317,11 +319,20 @@ def _region_name(code: str) -> str:
 
 
 def _both(render: Any) -> dict[str, str]:
+    """A text in the request's language and in both; the request's is one of the two (the
+    project has no other), so it is rendered twice, not three times."""
     with translation.override("zh-hans"):
         zh = str(render())
     with translation.override("en"):
         en = str(render())
-    return {"message": str(render()), "message_zh": zh, "message_en": en}
+    current = translation.get_language() or ""
+    if current == "en":
+        message = en
+    elif current == "zh-hans":
+        message = zh
+    else:
+        message = str(render())
+    return {"message": message, "message_zh": zh, "message_en": en}
 
 
 def result_json(result: VerificationResult) -> dict[str, Any]:

@@ -45,6 +45,7 @@ CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("9999999999999999.99")
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９．，－／", "0123456789.,-/")
 _AMOUNT = re.compile(r"-?\d+(\.\d+)?")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日")
 
 
@@ -110,6 +111,13 @@ def parse_date(field: str, value: object) -> date:
     text = str(value or "").translate(_FULL_WIDTH).strip()
     if not text:
         raise RuleViolation(field, "required", _("Enter the issue date, e.g. 2026-11-28."))
+    if _ISO_DATE.fullmatch(text):
+        # The common form, without strptime's cost; an impossible date falls through to the
+        # patterns, which refuse it with the same message.
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
     for pattern in _DATE_FORMATS:
         try:
             return datetime.strptime(text, pattern).date()
