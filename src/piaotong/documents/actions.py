@@ -129,7 +129,9 @@ def get_document(invoice: Invoice, fmt: str) -> Document:
 
 
 def _forget_lost_file(document: Document) -> None:
-    """A row whose file is gone (a restore without media): render again, same bytes expected."""
+    """A row whose file is gone (a restore without media): render again. The content is the
+    same; the bytes are the same only if the renderer has not changed since (the ledger then
+    holds both renders' hashes, each with its own `DocumentRendered` event)."""
     logger.warning("document file missing, rendering again: %s", document.sha256)
     with transaction.atomic():
         Document.objects.filter(pk=document.pk).delete()
