@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import overload
+from typing import TypeVar, overload
 
 from piaotong.reconciliation.normalize import (
     legal_entity_name,
@@ -379,18 +379,57 @@ class NumberIndex:
         return found
 
 
-class RecordTable(Sequence[BookRecord]):
-    """Imported rows as columns: `records[n]` makes the n-th `BookRecord` when asked."""
+T = TypeVar("T")
+
+
+class _Columns(Sequence[T]):
+    """What both tables keep as columns: issue dates, sellers (interned), amounts in cents.
+    A subclass adds its own columns and makes the n-th item (`_item`) when asked."""
 
     def __init__(self) -> None:
-        self.rows = array("i")
-        self.keys = NumberColumn()
-        self.numbers = _WrittenNumbers(self.keys)
         self.days = array("i")  # date.toordinal()
         self.seller_tax_ids: list[str] = []
         self.seller_names: list[str] = []
         self.amounts, self.taxes, self.totals = array("q"), array("q"), array("q")
         self._intern = _Interner()
+
+    def _append_common(
+        self, issue_date: date, seller_tax_id: str, seller_name: str, cents: tuple[int, int, int]
+    ) -> None:
+        self.days.append(issue_date.toordinal())
+        self.seller_tax_ids.append(self._intern(seller_tax_id))
+        self.seller_names.append(self._intern(seller_name))
+        self.amounts.append(cents[0])
+        self.taxes.append(cents[1])
+        self.totals.append(cents[2])
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def _item(self, index: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._item(n) for n in range(*index.indices(len(self)))]
+        return self._item(index)
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._item(n) for n in range(len(self)))
+
+
+class RecordTable(_Columns[BookRecord]):
+    """Imported rows as columns: `records[n]` makes the n-th `BookRecord` when asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = array("i")
+        self.keys = NumberColumn()
+        self.numbers = _WrittenNumbers(self.keys)
 
     @classmethod
     def of(cls, records: Iterable[BookRecord]) -> RecordTable:
@@ -404,23 +443,14 @@ class RecordTable(Sequence[BookRecord]):
             self.numbers.differing[len(self.rows)] = record.number
         self.rows.append(record.row)
         self.keys.append(record.key)
-        self.days.append(record.issue_date.toordinal())
-        self.seller_tax_ids.append(self._intern(record.seller_tax_id))
-        self.seller_names.append(self._intern(record.seller_name))
-        self.amounts.append(_optional_cents(record.amount))
-        self.taxes.append(_optional_cents(record.tax))
-        self.totals.append(_optional_cents(record.total))
+        cents = (
+            _optional_cents(record.amount),
+            _optional_cents(record.tax),
+            _optional_cents(record.total),
+        )
+        self._append_common(record.issue_date, record.seller_tax_id, record.seller_name, cents)
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @overload
-    def __getitem__(self, index: int) -> BookRecord: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[BookRecord]: ...
-    def __getitem__(self, index: int | slice) -> BookRecord | list[BookRecord]:
-        if isinstance(index, slice):
-            return [self[n] for n in range(*index.indices(len(self)))]
+    def _item(self, index: int) -> BookRecord:
         return BookRecord(
             row=self.rows[index],
             number=self.numbers[index],
@@ -433,26 +463,19 @@ class RecordTable(Sequence[BookRecord]):
             total=from_cents(self.totals[index]),
         )
 
-    def __iter__(self) -> Iterator[BookRecord]:
-        return (self[n] for n in range(len(self)))
-
     def period(self) -> tuple[date, date]:
         """The earliest and the latest issue date."""
         return date.fromordinal(min(self.days)), date.fromordinal(max(self.days))
 
 
-class InvoiceTable(Sequence[PlatformInvoice]):
+class InvoiceTable(_Columns[PlatformInvoice]):
     """Received invoices as columns: `invoices[n]` makes the n-th `PlatformInvoice` when asked."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.ids = array("q")
         self.numbers = NumberColumn()
-        self.days = array("i")
-        self.seller_tax_ids: list[str] = []
-        self.seller_names: list[str] = []
-        self.amounts, self.taxes, self.totals = array("q"), array("q"), array("q")
         self.lines = array("i")
-        self._intern = _Interner()
 
     @classmethod
     def of(cls, invoices: Iterable[PlatformInvoice]) -> InvoiceTable:
@@ -489,24 +512,11 @@ class InvoiceTable(Sequence[PlatformInvoice]):
         """Append one invoice from its fields (a database row), without making the dataclass."""
         self.ids.append(id_)
         self.numbers.append(number)
-        self.days.append(issue_date.toordinal())
-        self.seller_tax_ids.append(self._intern(seller_tax_id))
-        self.seller_names.append(self._intern(seller_name))
-        self.amounts.append(to_cents(amount))
-        self.taxes.append(to_cents(tax))
-        self.totals.append(to_cents(total))
+        cents = (to_cents(amount), to_cents(tax), to_cents(total))
+        self._append_common(issue_date, seller_tax_id, seller_name, cents)
         self.lines.append(lines)
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @overload
-    def __getitem__(self, index: int) -> PlatformInvoice: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[PlatformInvoice]: ...
-    def __getitem__(self, index: int | slice) -> PlatformInvoice | list[PlatformInvoice]:
-        if isinstance(index, slice):
-            return [self[n] for n in range(*index.indices(len(self)))]
+    def _item(self, index: int) -> PlatformInvoice:
         return PlatformInvoice(
             id=self.ids[index],
             number=self.numbers[index],
@@ -518,9 +528,6 @@ class InvoiceTable(Sequence[PlatformInvoice]):
             total=Decimal(self.totals[index]).scaleb(-2),
             lines=self.lines[index],
         )
-
-    def __iter__(self) -> Iterator[PlatformInvoice]:
-        return (self[n] for n in range(len(self)))
 
 
 # --- The matcher ------------------------------------------------------------------------------
