@@ -97,7 +97,7 @@ class Consumer:
         self.outcomes: dict[str, int] = {}
         self.resubscribed = 0
         self._last_message_at = time.monotonic()
-        self._watched_at = 0.0
+        self._watched_at = float("-inf")
         self._heartbeats: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._core_subscribed = False
         self.trace_responder = TraceResponder(self.node.node_id)

@@ -132,8 +132,8 @@ class Relay:
         self.reporter = Reporter("relay")
         self.failures = 0
         self.down_since: float | None = None
-        self._announced_at = 0.0
-        self._heartbeat_at = 0.0
+        self._announced_at = float("-inf")  # monotonic time starts near 0 at boot
+        self._heartbeat_at = float("-inf")
         self.stop = threading.Event()
         self._listen: Any = None
 
@@ -184,9 +184,14 @@ class Relay:
             return
         message = announcement()
         msg_id = f"announce:{message['body']['node_id']}:{message['key_id']}"
-        self.link.publish_many(
+        result = self.link.publish_many(
             [(REGISTRY_ANNOUNCE_SUBJECT, dumps(message), {"Nats-Msg-Id": msg_id})]
-        )
+        )[0]
+        if result.stream_seq is None:
+            # Not stored: try again next cycle. Until the hub has this node's key, every event
+            # of this node waits at the receivers (parked, awaiting the key).
+            log.warning("relay: announcing this node failed (%s); retrying", result.error)
+            return
         self._announced_at = now
 
     def _publish_registry(self) -> None:

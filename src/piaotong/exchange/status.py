@@ -37,7 +37,7 @@ class Reporter:
     def __init__(self, name: str) -> None:
         self.name = name
         self._last: tuple[str, str] | None = None
-        self._last_at = 0.0
+        self._last_at = float("-inf")
 
     def report(
         self,

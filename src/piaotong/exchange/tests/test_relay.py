@@ -133,3 +133,28 @@ def test_it_is_woken_by_a_commit_and_publishes_within_a_second(
         thread.join(timeout=5)
         link.close()
     assert len(_stream_messages(nats_url)) == 1
+
+
+@pytest.mark.django_db
+def test_it_announces_this_node_again_when_the_announcement_was_not_stored(
+    link: NatsLink, monkeypatch: Any
+) -> None:
+    """Until the hub has a node's key, the node's events wait everywhere: a lost announcement
+    must not wait for the next regular one (5 minutes later)."""
+    from piaotong.exchange.messages import REGISTRY_ANNOUNCE_SUBJECT
+    from piaotong.exchange.natslink import Published
+
+    relay, real, announced = Relay(link), link.publish_many, []
+
+    def flaky(messages: Any) -> Any:
+        if messages and messages[0][0] == REGISTRY_ANNOUNCE_SUBJECT:
+            announced.append(messages[0][2]["Nats-Msg-Id"])
+            if len(announced) == 1:
+                return [Published(None, error="TimeoutError: no PubAck")]
+        return real(messages)
+
+    monkeypatch.setattr(link, "publish_many", flaky)
+    relay.cycle()
+    relay.cycle()
+    relay.cycle()
+    assert len(announced) == 2  # failed, then stored; not again within ANNOUNCE_EVERY
