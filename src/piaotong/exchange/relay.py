@@ -66,7 +66,11 @@ from piaotong.exchange.status import Reporter, outbox_backlog
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0
 BUSY_POLL = 0.05  # after a cycle that published: look again soon, more is likely coming
-ANNOUNCE_EVERY = 300.0
+# A node announces itself every minute (every 2 s for its first 30 s): the hub applies an
+# unchanged announcement without effect, and re-learns a node it lost (restored from an older
+# backup, or an announcement that never reached it) within a minute instead of never.
+ANNOUNCE_EVERY = 60.0
+ANNOUNCE_EARLY_EVERY, ANNOUNCE_EARLY_FOR = 2.0, 30.0
 HEARTBEAT_EVERY = 5.0
 
 
@@ -133,6 +137,8 @@ class Relay:
         self.failures = 0
         self.down_since: float | None = None
         self._announced_at = float("-inf")  # monotonic time starts near 0 at boot
+        self._started_at, self._started_wall = time.monotonic(), int(time.time())
+        self._announcements = 0
         self._heartbeat_at = float("-inf")
         self.stop = threading.Event()
         self._listen: Any = None
@@ -180,10 +186,15 @@ class Relay:
     # --- registry and heartbeat -----------------------------------------------------------
 
     def _announce(self, now: float) -> None:
-        if now - self._announced_at < ANNOUNCE_EVERY:
+        early = now - self._started_at < ANNOUNCE_EARLY_FOR
+        if now - self._announced_at < (ANNOUNCE_EARLY_EVERY if early else ANNOUNCE_EVERY):
             return
         message = announcement()
-        msg_id = f"announce:{message['body']['node_id']}:{message['key_id']}"
+        self._announcements += 1  # a new message id each time: the stream must store it
+        msg_id = (
+            f"announce:{message['body']['node_id']}:{message['key_id']}:"
+            f"{self._started_wall}:{self._announcements}"
+        )
         result = self.link.publish_many(
             [(REGISTRY_ANNOUNCE_SUBJECT, dumps(message), {"Nats-Msg-Id": msg_id})]
         )[0]

@@ -61,6 +61,7 @@ while time.monotonic() < deadline:
 BEIJING, SHANGHAI = "北京云帆软件有限公司", "上海浦江贸易有限公司"
 SELLERS = {"11": (BEIJING, SHANGHAI, "clerk"), "31": (SHANGHAI, BEIJING, "pujiang.clerk")}
 REGIONS = ["00", "11", "31"]
+PARKED = "SELECT count(*) FROM exchange_parkedevent WHERE reason = 'awaiting_key'"
 UNPUBLISHED = "SELECT count(*) FROM exchange_outboxevent WHERE published_at IS NULL"
 COUNT = "SELECT count(*) FROM invoices_invoice"
 
@@ -202,13 +203,16 @@ class Chaos:
             await nc.close()
 
 
-def _quiet(directory: Path, timeout: float = 120.0) -> bool:
-    """Every outbox published and every node's invoice count unchanged for 3 s."""
+def _quiet(directory: Path, timeout: float = 180.0) -> bool:
+    """Every outbox published, nothing waiting for a writer's key (a node the hub does not know, e.g.
+    after its restore from an older backup, is re-learnt from its next announcement), and every
+    node's invoice count unchanged for 3 s."""
     deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
     while time.monotonic() < deadline:
         unpublished = sum(_query(directory, r, UNPUBLISHED)[0][0] for r in ("11", "31"))
+        parked = sum(_query(directory, r, PARKED)[0][0] for r in REGIONS)
         counts = tuple(_query(directory, r, COUNT)[0][0] for r in REGIONS)
-        if counts != last or unpublished:
+        if counts != last or unpublished or parked:
             last, since = counts, time.monotonic()
         elif time.monotonic() - since > 3:
             return True

@@ -154,7 +154,9 @@ def test_it_announces_this_node_again_when_the_announcement_was_not_stored(
         return real(messages)
 
     monkeypatch.setattr(link, "publish_many", flaky)
+    relay._started_at = float("-inf")  # past its first 30 s: the regular interval (60 s)
     relay.cycle()
     relay.cycle()
     relay.cycle()
     assert len(announced) == 2  # failed, then stored; not again within ANNOUNCE_EVERY
+    assert announced[0] != announced[1]  # each announcement its own message id
