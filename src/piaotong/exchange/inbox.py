@@ -39,7 +39,13 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.utils import timezone
 
 from piaotong.accounts.access import Actor
-from piaotong.exchange.apply import ApplyLater, applier_for, bulk_applier_for, known_parked
+from piaotong.exchange.apply import (
+    ApplyLater,
+    ReceivedApplier,
+    applier_for,
+    bulk_applier_for,
+    known_parked,
+)
 from piaotong.exchange.choices import ParkReason, QuarantineReason
 from piaotong.exchange.memo import batch_memo, forget
 from piaotong.exchange.messages import (
@@ -265,22 +271,8 @@ class _BulkLane:
 
     @staticmethod
     def _prepare(event: IncomingEvent, prepare: Callable[[IncomingEvent], object]) -> object:
-        """The checks of `_check_and_apply` for a first event, then the kind's own."""
-        applier = applier_for(event.kind)
-        if applier is None:
-            return None
-        event.payload = applier.upgrade(event.original_payload, event.schema_version)
-        writer = node_of(event.writer)
-        if writer is None or wrong_writer(
-            applier.side,
-            writer.role,
-            writer.region,
-            seller_region=event.seller_region,
-            buyer_region=event.buyer_region,
-        ):
-            return None
-        if not event.hash_matches():
-            return None
+        """The checks every event gets (`_check_envelope`), then the kind's own."""
+        _check_envelope(event)
         return prepare(event)
 
     def store(self, outcomes: list[Outcome | None]) -> None:
@@ -393,11 +385,10 @@ def _process(event: IncomingEvent, received_at: datetime | None = None) -> Outco
         return _park(event, later.reason)
 
 
-def _check_and_apply(
-    event: IncomingEvent, received_at: datetime | None, isolated: bool = True
-) -> Outcome:
-    """Check the event and apply it; raises Poison or ApplyLater. `isolated`: in a savepoint
-    of its own (else the caller's savepoint must roll back what a refusal leaves)."""
+def _check_envelope(event: IncomingEvent) -> ReceivedApplier:
+    """What every event must pass before its position is looked at: an apply-function for its
+    kind (payload upgraded to what it reads), a known and rightful writer, a hash that covers
+    the body. Raises Poison or ApplyLater."""
     applier = applier_for(event.kind)
     if applier is None:
         raise Poison(
@@ -420,6 +411,15 @@ def _check_and_apply(
         raise Poison(QuarantineReason.WRONG_WRITER, reason)
     if not event.hash_matches():
         raise Poison(QuarantineReason.BAD_HASH, "the event's content does not match its hash")
+    return applier
+
+
+def _check_and_apply(
+    event: IncomingEvent, received_at: datetime | None, isolated: bool = True
+) -> Outcome:
+    """Check the event and apply it; raises Poison or ApplyLater. `isolated`: in a savepoint
+    of its own (else the caller's savepoint must roll back what a refusal leaves)."""
+    applier = _check_envelope(event)
     _check_position(event)
     # A savepoint: a refusing apply-function leaves nothing behind.
     with transaction.atomic() if isolated else nullcontext():
