@@ -2,17 +2,24 @@
 
 A key id (密钥标识) is the first 16 hex digits of the SHA-256 of the raw public key, so any
 holder of the public key can recompute it.
+
+Keys and signing use `cryptography`; checking a signature uses libsodium (PyNaCl), which
+does it in about half the time of OpenSSL's Ed25519 here (57 against 105 µs, timeit best of
+5 on the development VM): a consumer catching up checks one signature per received invoice,
+and that check was a quarter of its CPU per event. Both implement RFC 8032; libsodium is the
+stricter of the two (it also refuses small-order keys and points, which no honest signer
+produces), and a test checks they agree on valid, altered and foreign signatures.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from functools import lru_cache
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError
 
 ALGORITHM = "Ed25519"
 
@@ -60,13 +67,14 @@ def sign(private_key: Ed25519PrivateKey, data: bytes) -> str:
 
 def verify(public_key: bytes, data: bytes, signature: str) -> bool:
     try:
-        _public_key(bytes(public_key)).verify(base64.b64decode(signature), data)
-    except (InvalidSignature, ValueError):
+        raw = base64.b64decode(signature)
+        if len(raw) != SIGNATURE_BYTES or len(public_key) != PUBLIC_KEY_BYTES:
+            return False
+        crypto_sign_open(raw + data, bytes(public_key))
+    except (CryptoError, ValueError, TypeError):
         return False
     return True
 
 
-@lru_cache(maxsize=256)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    """Loaded once per key: a consumer checks thousands of signatures by the same few keys."""
-    return Ed25519PublicKey.from_public_bytes(raw)
+SIGNATURE_BYTES = 64
+PUBLIC_KEY_BYTES = 32
