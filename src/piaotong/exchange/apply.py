@@ -200,20 +200,29 @@ class BulkApplier:
     once, exactly the rows the apply-function would have written one by one. The batch checks
     the envelope, writer, hash and position as for any event; if storing fails, every event of
     the group goes through the apply-function instead.
+
+    `ahead(events)`, if given, is called once per batch with the events of this kind that may
+    take the lane, before any of them is prepared: it may start work that `prepare` will need
+    (signature checks on a worker thread, `lib.signing.check_ahead`); it writes nothing and
+    refuses nothing (`prepare` still makes every check).
     """
 
     prepare: Callable[[IncomingEvent], Any]
     store: Callable[[list[Any]], None]
+    ahead: Callable[[list[IncomingEvent]], None] | None = None
 
 
 _BULK: dict[str, BulkApplier] = {}
 
 
 def register_bulk(
-    kind: str, prepare: Callable[[IncomingEvent], Any], store: Callable[[list[Any]], None]
+    kind: str,
+    prepare: Callable[[IncomingEvent], Any],
+    store: Callable[[list[Any]], None],
+    ahead: Callable[[list[IncomingEvent]], None] | None = None,
 ) -> None:
     """Register the many-at-a-time form of `kind`'s apply-function (see `BulkApplier`)."""
-    _BULK[kind] = BulkApplier(prepare, store)
+    _BULK[kind] = BulkApplier(prepare, store, ahead)
 
 
 def bulk_applier_for(kind: str) -> BulkApplier | None:

@@ -67,6 +67,7 @@ from piaotong.exchange.writers import wrong_writer
 from piaotong.fastsql import Rows, build, insert_many, insert_rows
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.models import LedgerEvent
+from piaotong.lib import signing
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,9 @@ def receive_batch(
         with transaction.atomic():
             transaction.on_commit(lambda: committed.append(True))  # runs first after the commit
             batch = _Batch.read([m for m in parsed if isinstance(m, IncomingEvent)])
-            with batch_memo(), known_parked(batch.parked):
+            with batch_memo(), known_parked(batch.parked), signing.checks_ahead():
                 lane = _BulkLane.read(batch, parsed)
+                lane.start_ahead(parsed)
                 for index, ((data, subject, stream_seq), message) in enumerate(
                     zip(messages, parsed, strict=True)
                 ):
@@ -233,6 +235,28 @@ class _BulkLane:
             rows = LedgerEvent.objects.filter(stream__in=streams).values_list("stream", flat=True)
             held = set(rows.distinct())
         return cls(batch, held)
+
+    def start_ahead(self, parsed: Sequence[IncomingEvent | RegistryMessage | Poison]) -> None:
+        """Let each kind start what its `prepare` will need for the events that may take the
+        lane (`BulkApplier.ahead`): their signatures are checked on another core meanwhile."""
+        by_kind: dict[str, list[IncomingEvent]] = {}
+        for message in parsed:
+            if self._candidate(message):
+                assert isinstance(message, IncomingEvent)
+                by_kind.setdefault(message.kind, []).append(message)
+        for kind, events in by_kind.items():
+            bulk = bulk_applier_for(kind)
+            if bulk is not None and bulk.ahead is not None:
+                bulk.ahead(events)
+
+    def _candidate(self, message: IncomingEvent | RegistryMessage | Poison) -> bool:
+        return (
+            isinstance(message, IncomingEvent)
+            and message.seq == 1
+            and not message.prev_hash
+            and message.writer != settings.PIAOTONG_NODE_ID
+            and message.stream not in self.held_streams
+        )
 
     def take(
         self,

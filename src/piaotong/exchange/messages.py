@@ -129,14 +129,21 @@ class IncomingEvent:
     # The canonical JSON of each object in the payload as the writer sent it, kept by
     # `hash_matches` for checks that need the same bytes again (an invoice's signature).
     canonical_parts: dict[str, bytes] = field(default_factory=dict)
+    _hash_matches: bool | None = field(default=None, repr=False, compare=False)
 
     def hash_matches(self) -> bool:
         """The writer's hash covers exactly the body it sent (ledger.chain.event_body).
 
         Each object in the payload is canonicalised once and kept in `canonical_parts`; the
         body is hashed with those bytes in place (`orjson.Fragment`), which gives the same
-        canonical JSON as the objects themselves.
+        canonical JSON as the objects themselves. Computed once: the message it reads is the
+        one received and never changes (an upgrade replaces `payload`, not the message).
         """
+        if self._hash_matches is None:
+            self._hash_matches = self._compute_hash_matches()
+        return self._hash_matches
+
+    def _compute_hash_matches(self) -> bool:
         body = {k: v for k, v in self.message["event"].items() if k not in {"prev_hash", "hash"}}
         payload = body.get("payload")
         if type(payload) is dict:

@@ -272,4 +272,24 @@ def apply_invoice_issued(event: IncomingEvent) -> None:
         store_replicas([replica])
 
 
-register_bulk(ISSUED_EVENT, prepare_in_bulk, store_replicas)
+def check_signatures_ahead(events: list[IncomingEvent]) -> None:
+    """Start checking the signatures of a batch's `InvoiceIssued` events on a worker thread
+    (`lib.signing.check_ahead`), for `verify_issued_signature` to take the answers. Only what
+    looks checkable is started: a missing key, a hash that does not match or an odd payload is
+    left to `verify_issued_signature`, which refuses it with its reason."""
+    checks = []
+    for event in events:
+        content = event.payload
+        if type(content) is not dict or not event.hash_matches():
+            continue
+        body, key_id = event.canonical_part("invoice"), content.get("key_id")
+        signature = content.get("signature")
+        if body is None or not isinstance(key_id, str) or not isinstance(signature, str):
+            continue
+        key = key_of(key_id)
+        if key is not None and key.node.node_id == event.writer:
+            checks.append((bytes(key.public_key), body, signature))
+    signing.check_ahead(checks)
+
+
+register_bulk(ISSUED_EVENT, prepare_in_bulk, store_replicas, check_signatures_ahead)

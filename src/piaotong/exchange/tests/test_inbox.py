@@ -6,6 +6,7 @@ Node 11 issues (Beijing seller org A to Shanghai buyer org B); node 31 and the h
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from typing import Any
 
@@ -44,6 +45,7 @@ from piaotong.invoices.models import Invoice
 from piaotong.invoices.payload import invoice_payload
 from piaotong.ledger.models import AuditEntry, LedgerEvent
 from piaotong.ledger.verify import verify_ledger
+from piaotong.lib import signing
 from piaotong.lib.canonical import canonical_json, chain_hash
 from piaotong.lib.taxid import compose_uscc
 from piaotong.testing import draft, line
@@ -391,6 +393,42 @@ def test_a_batch_of_new_invoices_is_stored_together_exactly_as_one_by_one(
         )
         assert invoice.buyer == org_b and invoice.seller.tax_id == org_a.tax_id
     assert InboxEvent.objects.count() == 6 and list(verify_ledger()) == []
+
+
+def test_a_batch_checks_signatures_on_a_worker_thread_and_still_refuses_a_bad_one(
+    clerk: Any, org_a: Any, org_b: Any, monkeypatch: Any
+) -> None:
+    """The batch starts its invoices' signature checks ahead (`signing.check_ahead`); each
+    answer is the one the event's own check would give: a forged signature is quarantined,
+    the honest invoices around it are stored."""
+    register("node-11", "11")
+    sent = issue_many_elsewhere(clerk, org_a, [draft(org_b) for _ in range(5)])
+
+    def forge(event: dict[str, Any]) -> None:
+        invoice = event["payload"]["invoice"]
+        invoice["total_with_tax"] = "9999999.00"
+        event["payload"]["payload_hash"] = hashlib.sha256(canonical_json(invoice)).hexdigest()
+
+    sent[2] = _rewrite(sent[2], forge)
+    checked_on: list[tuple[str, bool]] = []
+    verify_now = signing._verify_now
+
+    def recording(public_key: bytes, data: bytes, signature: str) -> bool:
+        answer = verify_now(public_key, data, signature)
+        checked_on.append((threading.current_thread().name, answer))
+        return answer
+
+    monkeypatch.setattr(signing, "_verify_now", recording)
+    with as_node("node-31", "31"):
+        outcomes = receive_batch(_batch(sent))
+    assert outcomes == [Outcome.APPLIED] * 2 + [Outcome.QUARANTINED] + [Outcome.APPLIED] * 2
+    assert QuarantinedEvent.objects.get().reason == QuarantineReason.BAD_SIGNATURE
+    assert Invoice.objects.count() == 4
+    # Every signature was checked once, ahead, on the worker thread (the forged one too: the
+    # one-by-one path that quarantined it took the same answer).
+    assert len(checked_on) == 5
+    assert all(name.startswith("signature-checks") for name, _ in checked_on)
+    assert sorted(answer for _, answer in checked_on) == [False, True, True, True, True]
 
 
 def test_a_group_that_cannot_be_stored_together_goes_one_by_one(
