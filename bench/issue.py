@@ -46,6 +46,33 @@ def raw_inserts(first_id: int, n: int) -> list[float]:
     return times
 
 
+def prepare_threshold() -> int | str | None:
+    """PostgreSQL's setting (PIAOTONG_PG_PREPARE_THRESHOLD, None for off); '-' on SQLite."""
+    from django.db import connection
+
+    return connection.settings_dict["OPTIONS"].get("prepare_threshold", "-")
+
+
+def cpu_now() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its PostgreSQL backend (0 on SQLite):
+    on a shared machine, throughput follows the other work while CPU per issue moves less."""
+    from django.db import connection
+
+    backend = 0.0
+    if connection.vendor == "postgresql":
+        pid = connection.connection.info.backend_pid
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        backend = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return time.process_time(), backend
+
+
+def cpu_fields(used: list[float], count: int) -> dict[str, float]:
+    return {
+        "client_cpu_ms": round(used[0] * 1000 / count, 3),
+        "db_cpu_ms": round(used[1] * 1000 / count, 3),
+    }
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
@@ -102,15 +129,18 @@ def child(kind: str, singles: int, batches: int, lines: int) -> None:
     # (seen to vary 3x between runs here) hits both alike; rates come from the medians of rounds.
     create_raw_table()
     raw_rates, issue_rates, times = [], [], []
+    cpu = [0.0, 0.0]  # this process's and the database backend's CPU seconds over the issues
     rounds = 10
     for r in range(rounds):
         raw = raw_inserts(r * 1000, max(singles // rounds, 50))
         raw_rates.append(len(raw) / sum(raw))
         batch = []
+        before = cpu_now()
         for _ in range(max(singles // rounds, 10)):
             t0 = time.perf_counter()
             do_issue_new_invoice(actor, seller, the_draft)
             batch.append(time.perf_counter() - t0)
+        cpu = [c + b - a for c, a, b in zip(cpu, before, cpu_now(), strict=True)]
         issue_rates.append(len(batch) / sum(batch))
         times += batch
     raw, rate = median(raw_rates), median(issue_rates)
@@ -118,6 +148,7 @@ def child(kind: str, singles: int, batches: int, lines: int) -> None:
         bench="issue",
         metric="raw_insert_per_s",
         db=kind,
+        prepare_threshold=prepare_threshold(),
         value=round(raw, 1),
         unit="1/s",
         rounds=rounds,
@@ -136,6 +167,7 @@ def child(kind: str, singles: int, batches: int, lines: int) -> None:
         ok=rate / raw >= 0.25,
         lines_per_invoice=lines,
         spread=[round(min(issue_rates)), round(max(issue_rates))],
+        **cpu_fields(cpu, len(times)),
     )
     times.sort()
     p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000
@@ -152,10 +184,12 @@ def child(kind: str, singles: int, batches: int, lines: int) -> None:
     )
 
     drafts = [the_draft] * 1000
+    before = cpu_now()
     start = time.perf_counter()
     for _ in range(batches):
         do_issue_invoices(actor, seller, drafts)
     bulk = batches * 1000 / (time.perf_counter() - start)
+    bulk_cpu = [b - a for a, b in zip(before, cpu_now(), strict=True)]
     raw = len(post := raw_inserts(100_000, 500)) / sum(post)
     target = ">= 5000/s" if kind == "postgresql" else "(target is for PostgreSQL)"
     emit(
@@ -170,6 +204,7 @@ def child(kind: str, singles: int, batches: int, lines: int) -> None:
         target=target,
         ok=bulk >= 5000 if kind == "postgresql" else None,
         lines_per_invoice=lines,
+        **cpu_fields(bulk_cpu, batches * 1000),
     )
 
 

@@ -276,6 +276,8 @@ def measure(
             "server": shape,
             "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
+        if kind == "postgresql":
+            common["prepare_threshold"] = os.environ.get("PIAOTONG_PG_PREPARE_THRESHOLD", "5")
         emit(
             **common,
             metric="healthz_per_s",

@@ -120,7 +120,7 @@ def _run(sql: str, params: Sequence[Any]) -> Any:
         else:
             cursor = db.create_cursor()
             # A hint: psycopg prepares only when the connection allows it (OPTIONS
-            # "prepare_threshold"; Django's default None never prepares, for poolers).
+            # "prepare_threshold", from PIAOTONG_PG_PREPARE_THRESHOLD; off never prepares).
             cursor.execute(sql, params, prepare=len(params) <= PREPARE_UP_TO)
     return cursor
 
