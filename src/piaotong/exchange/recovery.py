@@ -394,7 +394,7 @@ def _store(event: IncomingEvent, item: Item, applier: ReceivedApplier | None) ->
     if event.kind == CONFIRMED and event.payload.get("by") == RedLetterSide.SELLER:
         _replay_seller_confirmation(event)
     elif applier is not None:
-        applier.apply(event)  # also wakes other writers' events parked behind this one
+        applier.replay_own(event)  # also wakes other writers' events parked behind this one
     OutboxEvent.objects.create(
         ledger_event=stored,
         subject=item.subject,

@@ -41,7 +41,7 @@ from piaotong.exchange.inbox import Outcome
 from piaotong.exchange.messages import dumps
 from piaotong.exchange.models import InboxEvent, NodeRecovery, OutboxEvent, QuarantinedEvent
 from piaotong.exchange.natsserver import LocalNats, binary
-from piaotong.exchange.tests.conftest import Sent, as_node, event_message, register
+from piaotong.exchange.tests.conftest import FakeHub, Sent, as_node, event_message, register
 from piaotong.invoices.actions import do_issue_invoices
 from piaotong.invoices.choices import InvoiceStatus, RedLetterStatus
 from piaotong.invoices.models import Invoice, QuotaUsage, RedLetterConfirmation
@@ -287,28 +287,6 @@ def _wrote_after_backup(seller: Any, org_a: Any, org_b: Any, blue: Invoice) -> L
     return Lost(
         items, sorted(hashes), [i.number for i in invoices] + [red.number], blue.number, quota
     )
-
-
-class FakeHub:
-    """Answers recovery requests as the hub would, from lists (pages of `page` events)."""
-
-    def __init__(
-        self, own: list[list[Any]], foreign: list[list[Any]] | None = None, page: int = 2
-    ) -> None:
-        self.own, self.foreign, self.page = own, list(foreign or []), page
-        self.asked: list[str] = []
-
-    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request["op"]
-        self.asked.append(op)
-        if op == "status":
-            return {"caught_up": True, "applied_through": request["stream_seq"], "pending": 0}
-        if op == "parked":
-            return {"events": []}
-        events = {"own": self.own, "foreign": self.foreign}.get(op, [])
-        start = int(request["after"])
-        end = start + self.page
-        return {"events": events[start:end], "next": end if end < len(events) else None}
 
 
 def _issue_one(seller: Any, org_a: Any, org_b: Any) -> Invoice:
