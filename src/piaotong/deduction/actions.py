@@ -139,6 +139,8 @@ def _record(
     audit_action: str,
 ) -> list[LedgerEvent]:
     """One ledger event per invoice, one audit entry each, one outbox row each."""
+    if not facts:  # a period confirmed without selections: its own event says it
+        return []
     events = [append_event(invoice.stream, kind, payload) for invoice, kind, payload in facts]
     record_audits(
         actor,
