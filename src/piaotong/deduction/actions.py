@@ -7,6 +7,10 @@ audit entry and an outbox row, so the seller's node learns of the use (it change
 agree to a red-letter reversal, china-einvoice.md §6). Only the buyer's node writes these facts
 (ARCHITECTURE §5): actions refuse buyers registered in another region.
 
+An event carries every value its action wrote (times, who, the period's uid, face values), so
+that the buyer's node, restored from an old backup, rebuilds the same rows from its own events
+taken back from the hub (`deduction.replay`).
+
 Lock order, everywhere: deduction period row -> invoice rows (by id) -> audit chain head. The
 invoices app locks invoice -> quota -> sequence -> audit head, which is compatible.
 """
@@ -46,6 +50,7 @@ REVOKED_EVENT = "DeductionSelectionRevoked"
 CONFIRMED_EVENT = "DeductionConfirmed"
 STATISTICS_APPLIED_EVENT = "DeductionStatisticsApplied"
 STATISTICS_REVOKED_EVENT = "DeductionStatisticsRevoked"
+PERIOD_CONFIRMED_EVENT = "DeductionPeriodConfirmed"
 MAX_ITEMS = 5000
 
 
@@ -134,6 +139,8 @@ def _record(
     audit_action: str,
 ) -> list[LedgerEvent]:
     """One ledger event per invoice, one audit entry each, one outbox row each."""
+    if not facts:  # a period confirmed without selections: its own event says it
+        return []
     events = [append_event(invoice.stream, kind, payload) for invoice, kind, payload in facts]
     record_audits(
         actor,
@@ -165,7 +172,11 @@ def do_book_invoice(actor: Actor, invoice: Invoice) -> Booking:
         booking = Booking.objects.create(
             invoice=invoice, buyer=buyer, booked_at=now, booked_by_label=actor.label
         )
-        payload = {"buyer_tax_id": buyer.tax_id, "booked_at": now.isoformat()}
+        payload = {
+            "buyer_tax_id": buyer.tax_id,
+            "booked_at": now.isoformat(),
+            "booked_by": actor.label,
+        }
         _record(actor, buyer, [(invoice, BOOKED_EVENT, payload)], "purchase.booked")
     return booking
 
@@ -268,10 +279,11 @@ def do_select_for_deduction(
             for item, decision in zip(items, decisions, strict=True)
         ]
         DeductionSelection.objects.bulk_create(selections)
+        made = {"selected_at": now.isoformat(), "selected_by": actor.label}
         _record(
             actor,
             buyer,
-            [(s.invoice, SELECTED_EVENT, _selection_payload(s, buyer)) for s in selections],
+            [(s.invoice, SELECTED_EVENT, _selection_payload(s, buyer) | made) for s in selections],
             "deduction.selected",
         )
     return selections
@@ -291,8 +303,10 @@ def _selection_payload(selection: DeductionSelection, buyer: Organisation) -> di
     return {
         "buyer_tax_id": buyer.tax_id,
         "period": selection.deduction_period.period,
+        "period_uid": str(selection.deduction_period.uid),
         "purpose": selection.purpose,
         "reason": selection.reason,
+        "face_amount": selection.face_amount,
         "face_tax": selection.face_tax,
         "effective_tax": selection.effective_tax,
     }
@@ -406,7 +420,13 @@ def do_revoke_selection(actor: Actor, invoice: Invoice) -> DeductionSelection:
         selection = active.get()
         selection.revoked_at, selection.revoked_by_label = timezone.now(), actor.label
         selection.save(update_fields=["revoked_at", "revoked_by_label"])
-        payload = {"buyer_tax_id": buyer.tax_id, "period": period_row.period}
+        payload = {
+            "buyer_tax_id": buyer.tax_id,
+            "period": period_row.period,
+            "period_uid": str(period_row.uid),
+            "revoked_at": selection.revoked_at.isoformat(),
+            "revoked_by": actor.label,
+        }
         _record(actor, buyer, [(invoice, REVOKED_EVENT, payload)], "deduction.revoked")
     return selection
 
@@ -454,14 +474,33 @@ def current_statistics(period_row: DeductionPeriod) -> dict[str, object]:
 def _record_period_event(
     actor: Actor, buyer: Organisation, period_row: DeductionPeriod, kind: str, action: str
 ) -> None:
-    # The period row is locked by the caller: it is the subject of this stream.
-    payload = {"buyer_tax_id": buyer.tax_id, "period": period_row.period}
+    extra: dict[str, Any] = {}
     if kind == STATISTICS_APPLIED_EVENT:
-        payload["statistics"] = period_row.statistics
-    event = append_event(period_row.stream, kind, payload)
+        extra = {"statistics": period_row.statistics, "counted_at": period_row.counted_at}
+    _publish_period_event(buyer, period_row, kind, extra)
     record_audit(actor, action, period_row.stream, buyer.pk, {"period": period_row.period})
+
+
+def _publish_period_event(
+    buyer: Organisation, period_row: DeductionPeriod, kind: str, extra: dict[str, Any]
+) -> None:
+    # The period row is locked by the caller: it is the subject of this stream.
+    payload = {"buyer_tax_id": buyer.tax_id, "period": period_row.period} | extra
+    event = append_event(period_row.stream, kind, payload)
     # Period facts concern no seller: they go to the hub (the authority) under the buyer region.
     enqueue_events([(event, buyer.region, buyer.region)])
+
+
+def _publish_period_confirmed(buyer: Organisation, period_row: DeductionPeriod) -> None:
+    """The period's confirmation as one fact of its own (also when it has no selection, and
+    when a VAT return closed it): what the period row says once confirmed."""
+    extra = {
+        "statistics": period_row.statistics,
+        "confirmed_at": period_row.confirmed_at,
+        "confirmed_by": period_row.confirmed_by_label,
+        "closed_by_return": period_row.closed_by_return,
+    }
+    _publish_period_event(buyer, period_row, PERIOD_CONFIRMED_EVENT, extra)
 
 
 def do_apply_statistics(actor: Actor, buyer: Organisation, period: str) -> DeductionPeriod:
@@ -519,9 +558,13 @@ def do_confirm_deduction(actor: Actor, buyer: Organisation, period: str) -> Dedu
         facts = []
         for selection in selections:
             selection.deduction_period = period_row
-            payload = _selection_payload(selection, buyer) | {"confirmed_at": now.isoformat()}
+            payload = _selection_payload(selection, buyer) | {
+                "confirmed_at": now.isoformat(),
+                "confirmed_by": actor.label,
+            }
             facts.append((invoices[selection.invoice_id], CONFIRMED_EVENT, payload))
         _record(actor, buyer, facts, "deduction.invoice_confirmed")
+        _publish_period_confirmed(buyer, period_row)
         record_audit(
             actor,
             "deduction.confirmed",
@@ -579,6 +622,7 @@ def do_close_period_for_return(actor: Actor, buyer: Organisation, period: str) -
     period_row.confirmed_by_label, period_row.closed_by_return = actor.label, True
     period_row.statistics = rules.statistics([], [])
     period_row.save()
+    _publish_period_confirmed(buyer, period_row)
     record_audit(
         actor, "deduction.closed_by_return", period_row.stream, buyer.pk, {"period": period}
     )

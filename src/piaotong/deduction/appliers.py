@@ -1,14 +1,16 @@
 """Buyer-side deduction facts from the buyer's node, received by the seller's node and the hub.
 
 The buyer's node writes booking (入账确认), selection (勾选), its revocation and the confirmed use
-(用途确认) as events on the invoice's stream, and statistics (申请统计 / 撤销统计) on the
-period's stream (sent to the hub only). Another node does not keep a second set of deduction
-rows for a buyer it does not serve: the received events themselves, stored in its ledger by the
-exchange, are the record, and `queries.buyer_usage` reads them (`replicated_usage`). What an
-apply-function adds is the check that the event fits (the invoice is here, the buyer is the
-invoice's buyer) and an audit entry, so the seller's auditors see when they learned of the use.
+(用途确认) as events on the invoice's stream, and statistics (申请统计 / 撤销统计) and the
+period's confirmation (确认签名) on the period's stream (sent to the hub only). Another node does
+not keep a second set of deduction rows for a buyer it does not serve: the received events
+themselves, stored in its ledger by the exchange, are the record, and `queries.buyer_usage`
+reads them (`replicated_usage`). What an apply-function adds is the check that the event fits
+(the invoice is here, the buyer is the invoice's buyer) and an audit entry, so the seller's
+auditors see when they learned of the use.
 
-Registered on import, from `DeductionConfig.ready()`.
+The buyer's node itself, taking its own events back after a restore, rebuilds its rows with
+`deduction.replay` instead. Registered on import, from `DeductionConfig.ready()`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from piaotong.accounts.access import Actor
 from piaotong.deduction.actions import (
     BOOKED_EVENT,
     CONFIRMED_EVENT,
+    PERIOD_CONFIRMED_EVENT,
     REVOKED_EVENT,
     SELECTED_EVENT,
     STATISTICS_APPLIED_EVENT,
@@ -33,7 +36,7 @@ from piaotong.ledger.actions import record_audit
 from piaotong.lib.errors import RuleViolation
 
 INVOICE_FACTS = (BOOKED_EVENT, SELECTED_EVENT, REVOKED_EVENT, CONFIRMED_EVENT)
-PERIOD_FACTS = (STATISTICS_APPLIED_EVENT, STATISTICS_REVOKED_EVENT)
+PERIOD_FACTS = (STATISTICS_APPLIED_EVENT, STATISTICS_REVOKED_EVENT, PERIOD_CONFIRMED_EVENT)
 SYSTEM = Actor()
 
 

@@ -8,4 +8,4 @@ class DeductionConfig(AppConfig):
     verbose_name = _("Deduction")
 
     def ready(self) -> None:
-        from piaotong.deduction import appliers  # noqa: F401  (registers on import)
+        from piaotong.deduction import appliers, replay  # noqa: F401  (register on import)

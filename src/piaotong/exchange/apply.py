@@ -32,6 +32,19 @@ An event that had to wait for another writer's event of the same stream (a buyer
 reached the hub before the seller's request) is parked with `ParkReason.GAP`; whenever an event
 of that stream applies, parked events of the stream's other writers are tried again after the
 commit (`wake_parked`).
+
+A node restored from an old backup takes back from the hub the events it wrote itself
+(`recovery`). For those it is the writer, not a receiver: an app whose action keeps rows on the
+writer's node that a receiver's apply-function does not write (the buyer's deduction rows, the
+seller's answer to a red-letter request) registers how to rebuild them from its own event::
+
+    @register_own_replay("InvoiceBooked")
+    def replay_booking(event: IncomingEvent) -> None:
+        ...  # the rows do_book_invoice wrote, from the event alone
+
+Recovery then runs that function instead of the apply-function (same rules: inside its
+transaction, after every check, must not commit; `ApplyLater` or `ApplyRefused` when it cannot).
+A kind without one is replayed through its apply-function.
 """
 
 from __future__ import annotations
@@ -117,7 +130,16 @@ class Applier:
 
     def apply(self, event: IncomingEvent) -> None:
         """Run the apply-function; after the commit, retry what waited for this event."""
-        self.function(event)
+        self._run(self.function, event)
+
+    def replay_own(self, event: IncomingEvent) -> None:
+        """Rebuild, on the writer's node, what its own event of this kind stands for: the
+        kind's own-replay function if registered (`register_own_replay`), else the
+        apply-function; after the commit, retry what waited for this event."""
+        self._run(_OWN_REPLAYS.get(self.kind, self.function), event)
+
+    def _run(self, function: ApplyFunction, event: IncomingEvent) -> None:
+        function(event)
         if _maybe_others_parked(event.stream, event.writer) and _others_parked(
             event.stream, event.writer
         ):
@@ -156,8 +178,12 @@ class ReceivedApplier:
     def apply(self, event: IncomingEvent) -> None:
         self.applier.apply(event)
 
+    def replay_own(self, event: IncomingEvent) -> None:
+        self.applier.replay_own(event)
+
 
 _APPLIERS: dict[str, Applier] = {}
+_OWN_REPLAYS: dict[str, ApplyFunction] = {}
 
 
 def register_applier(
@@ -183,10 +209,33 @@ def register_applier(
     return register
 
 
+def register_own_replay(kind: str) -> Callable[[ApplyFunction], ApplyFunction]:
+    """Decorator: `function` rebuilds, on the node that wrote an event of `kind`, the rows its
+    action wrote with it, when recovery after a restore takes the event back from the hub.
+
+    The kind must have an apply-function too (it decides the rightful writer and upgrades the
+    payload); the replay function sees the upgraded payload.
+    """
+
+    def register(function: ApplyFunction) -> ApplyFunction:
+        existing = _OWN_REPLAYS.get(kind)
+        if existing is not None and existing is not function:
+            raise RuntimeError(f"{kind} already has an own-replay function: {existing!r}")
+        _OWN_REPLAYS[kind] = function
+        return function
+
+    return register
+
+
+def own_replay_kinds() -> list[str]:
+    return sorted(_OWN_REPLAYS)
+
+
 def unregister_applier(kind: str) -> None:
     """For tests that register a throwaway kind."""
     _APPLIERS.pop(kind, None)
     _BULK.pop(kind, None)
+    _OWN_REPLAYS.pop(kind, None)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ that already exists elsewhere. Hence:
      them too, and its durable consumer will not deliver them again;
 3. own events are applied here as their writer: the envelope, hash, chain position and rightful
    writer are checked as by the consumer, the event is stored in the ledger exactly as signed
-   (same id, seq, prev_hash, hash), its kind's apply-function rebuilds the rows (an
+   (same id, seq, prev_hash, hash), its kind's own-replay function rebuilds the rows its action
+   wrote, or its apply-function when the kind has none (`apply.register_own_replay`: the
+   deduction app's rows, the red-letter answer that issues no second red invoice; an
    `InvoiceIssued` is checked against this node's own signing key), its outbox row is written as
    published (with the hub's stream sequence), and an issued invoice advances the number sequence
    of its (year, region, channel) past its number and adds its amount to the month's quota usage;
@@ -49,7 +51,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -60,16 +61,15 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from piaotong.accounts.access import Actor
-from piaotong.exchange.apply import ApplyLater, ReceivedApplier, applier_for, wake_parked
-from piaotong.exchange.choices import NodeRole, ParkReason, QuarantineReason
+from piaotong.exchange.apply import ApplyLater, ReceivedApplier, applier_for
+from piaotong.exchange.choices import NodeRole, QuarantineReason
 from piaotong.exchange.config import number, setting
 from piaotong.exchange.inbox import Outcome, receive, release_quarantined, retry_parked
 from piaotong.exchange.messages import IncomingEvent, Poison, dumps, parse_message
 from piaotong.exchange.models import Node, NodeRecovery, OutboxEvent, QuarantinedEvent
 from piaotong.exchange.nodes import node_of, this_node
 from piaotong.exchange.writers import wrong_writer
-from piaotong.invoices.choices import RedLetterSide, RedLetterStatus
-from piaotong.invoices.models import Invoice, NumberSequence, QuotaUsage, RedLetterConfirmation
+from piaotong.invoices.models import Invoice, NumberSequence, QuotaUsage
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.models import LedgerEvent
 from piaotong.lib.errors import RuleViolation
@@ -79,7 +79,6 @@ log = logging.getLogger(__name__)
 SUBJECT_PREFIX = "piaotong.recover"
 PAGE = 500
 ISSUED = "InvoiceIssued"
-CONFIRMED = "RedLetterConfirmed"  # invoices.redletter.CONFIRMED (which imports the issuing path)
 # A transaction that began before the backup may have committed after it: ask for events from
 # this long before the backup's time (events held here already are skipped).
 DEFAULT_MARGIN_SECONDS = 600.0
@@ -391,10 +390,8 @@ def _store(event: IncomingEvent, item: Item, applier: ReceivedApplier | None) ->
         hash=event.hash,
         occurred_at=event.occurred_at,
     )
-    if event.kind == CONFIRMED and event.payload.get("by") == RedLetterSide.SELLER:
-        _replay_seller_confirmation(event)
-    elif applier is not None:
-        applier.apply(event)  # also wakes other writers' events parked behind this one
+    if applier is not None:
+        applier.replay_own(event)  # also wakes other writers' events parked behind this one
     OutboxEvent.objects.create(
         ledger_event=stored,
         subject=item.subject,
@@ -406,30 +403,6 @@ def _store(event: IncomingEvent, item: Item, applier: ReceivedApplier | None) ->
     if event.kind == ISSUED:
         _advance_sequence(str(event.payload["invoice"]["number"]))
         _add_quota(event)
-
-
-def _replay_seller_confirmation(event: IncomingEvent) -> None:
-    """This node's own confirmation of a buyer's red-letter request (确认).
-
-    `redletter.apply_remote_event` would record it as a counterparty's answer and issue the red
-    invoice then, as the seller's node does on receiving a buyer's confirmation; but here the red
-    invoice and the flush are this node's next events, recovered after this one. So only the
-    answer is recorded (the transition PENDING -> CONFIRMED, as the original action did).
-    """
-    uid = str(event.payload["confirmation"])
-    confirmation = RedLetterConfirmation.objects.select_for_update().filter(uid=uid).first()
-    if confirmation is None:
-        raise ApplyLater(ParkReason.GAP, f"red-letter confirmation {uid} has not arrived yet")
-    if confirmation.blue_invoice.stream != event.stream:
-        raise Poison(QuarantineReason.CONFLICT, f"{uid} belongs to another invoice's stream")
-    if confirmation.status == RedLetterStatus.PENDING:
-        confirmation.status = RedLetterStatus.CONFIRMED
-        confirmation.answered_at = datetime.fromisoformat(str(event.payload["answered_at"]))
-        confirmation.answered_by_label = str(event.payload["answered_by"])[:150]
-        confirmation.save(
-            update_fields=["status", "answered_at", "answered_by_label", "updated_at"]
-        )
-    transaction.on_commit(partial(wake_parked, event.stream, event.writer))
 
 
 def _advance_sequence(number: str) -> None:

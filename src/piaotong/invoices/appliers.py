@@ -8,6 +8,10 @@ runs the same state changes as the local actions. Whose fact an event is depends
 payload and the exchange checks the writer against it (ARCHITECTURE §5). Authority flags are
 always authority facts: only the hub may write them (`invoices.authority`).
 
+A node restored from an old backup replays its own confirmations through
+`replay_own_red_letter_event` (registered with `register_own_replay`): the red invoice its
+action issued with one comes back as its own next event, so none is issued on the replay.
+
 Registered on import, from `InvoicesConfig.ready()`.
 """
 
@@ -16,7 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from piaotong.exchange.apply import ApplyLater, ApplyRefused, register_applier, stream_uid
+from piaotong.exchange.apply import (
+    ApplyLater,
+    ApplyRefused,
+    register_applier,
+    register_own_replay,
+    stream_uid,
+)
 from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
 from piaotong.exchange.messages import IncomingEvent
 from piaotong.invoices import authority, redletter
@@ -47,9 +57,21 @@ def _check_stream(event: IncomingEvent) -> None:
 
 
 def apply_red_letter_event(event: IncomingEvent) -> None:
+    _apply_red_letter(event, redletter.apply_remote_event)
+
+
+def replay_own_red_letter_event(event: IncomingEvent) -> None:
+    """This node's own red-letter or void event, taken back after a restore: the same state
+    change, but a confirmation issues no red invoice (`redletter.replay_own_event`)."""
+    _apply_red_letter(event, redletter.replay_own_event)
+
+
+def _apply_red_letter(
+    event: IncomingEvent, function: Callable[[str, dict[str, Any]], object]
+) -> None:
     _check_stream(event)
     try:
-        redletter.apply_remote_event(event.kind, event.payload)
+        function(event.kind, event.payload)
     except redletter.NotYetKnown as missing:
         raise ApplyLater(ParkReason.GAP, f"{missing} has not arrived here yet") from None
     except RuleViolation as violation:
@@ -64,6 +86,7 @@ def apply_red_letter_event(event: IncomingEvent) -> None:
 
 for _kind in sorted(redletter.HANDLED_EVENTS):
     register_applier(_kind, side=_side_of(_kind), version=1)(apply_red_letter_event)
+register_own_replay(redletter.CONFIRMED)(replay_own_red_letter_event)
 
 
 @register_applier(authority.SET_EVENT, side=FactSide.AUTHORITY, version=1)

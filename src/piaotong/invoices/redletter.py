@@ -468,11 +468,13 @@ def _record_answer(
     answer: Answer,
     *,
     local: bool,
+    issue_red: bool = True,
 ) -> list[Audit]:
     """The one state change of an answer, for the local action and for a received event.
 
     Locally the answer becomes a ledger event with its outbox row; a received answer is already
-    the other node's event. On the seller's home node a confirmation issues the red invoice.
+    the other node's event. On the seller's home node a confirmation issues the red invoice
+    (unless `issue_red` is false: the node's own answer replayed, see `replay_own_event`).
     """
     _move(confirmation, S.CONFIRMED if answer.confirmed else S.REFUSED)
     confirmation.answered_at, confirmation.answered_by_label = answer.at, answer.by_label
@@ -489,7 +491,7 @@ def _record_answer(
         } | ({} if answer.confirmed else {"reason": confirmation.refusal_reason})
         _append(blue, CONFIRMED if answer.confirmed else REFUSED, payload)
     audits: list[Audit] = []
-    if answer.confirmed and is_local_side(blue, RedLetterSide.SELLER):
+    if answer.confirmed and issue_red and is_local_side(blue, RedLetterSide.SELLER):
         audits += _issue_red(actor, blue, confirmation)
     verb = "red_letter.confirmed" if answer.confirmed else "red_letter.refused"
     organisation = party(blue, answer.side)
@@ -683,7 +685,9 @@ def _receive_flushed(payload: dict[str, Any]) -> RedLetterConfirmation:
     return confirmation
 
 
-def _receive_answer(kind: str, payload: dict[str, Any]) -> RedLetterConfirmation:
+def _receive_answer(
+    kind: str, payload: dict[str, Any], *, issue_red: bool = True
+) -> RedLetterConfirmation:
     confirmation = _received_confirmation(payload)
     blue = _lock(confirmation.blue_invoice)
     confirmation = _lock_confirmation(confirmation)
@@ -700,7 +704,9 @@ def _receive_answer(kind: str, payload: dict[str, Any]) -> RedLetterConfirmation
         at = datetime.fromisoformat(str(payload["answered_at"]))
         by, reason = str(payload["answered_by"]), str(payload.get("reason", ""))
         answer = Answer(side, kind == CONFIRMED, at, by, reason)
-        audits = _record_answer(system, blue, confirmation, answer, local=False)
+        audits = _record_answer(
+            system, blue, confirmation, answer, local=False, issue_red=issue_red
+        )
     else:
         target = S.WITHDRAWN if kind == WITHDRAWN else S.EXPIRED
         at = datetime.fromisoformat(str(payload["at"]))
@@ -723,6 +729,22 @@ def apply_remote_event(kind: str, payload: dict[str, Any]) -> RedLetterConfirmat
         if kind == VOIDED:
             return _receive_voided(payload)
     raise ValueError(f"not a red-letter or void event: {kind}")
+
+
+def replay_own_event(kind: str, payload: dict[str, Any]) -> RedLetterConfirmation | Invoice:
+    """Rebuild what one of this node's own red-letter or void events recorded, when the node,
+    restored from an old backup, takes it back from the hub (exchange.recovery).
+
+    As `apply_remote_event`, except for a confirmation (确认) on the seller's home node: the
+    action issued the red invoice with it, and that red invoice and its flush are this node's
+    own next events, taken back after this one; issuing here would give a second red invoice
+    a new number. So only the answer is recorded (PENDING -> CONFIRMED), whichever side gave it
+    (the buyer too, when this node serves both parties).
+    """
+    if kind != CONFIRMED:
+        return apply_remote_event(kind, payload)
+    with transaction.atomic():
+        return _receive_answer(kind, payload, issue_red=False)
 
 
 def writer_side(kind: str, payload: dict[str, Any]) -> RedLetterSide:

@@ -295,6 +295,19 @@ def test_it_confirms_only_after_statistics(issue, buyer, buyer_actor):
     assert excinfo.value.code == "period_status" and "申请统计" in str(excinfo.value)
 
 
+def test_it_confirms_a_period_without_selections_as_one_period_event(buyer, buyer_actor):
+    do_apply_statistics(buyer_actor, buyer, this_period())
+    confirmed = do_confirm_deduction(buyer_actor, buyer, this_period())
+    assert confirmed.status == PeriodStatus.CONFIRMED
+    event = LedgerEvent.objects.get(stream=confirmed.stream, kind="DeductionPeriodConfirmed")
+    assert event.payload["confirmed_by"] == "buyer.finance"
+    assert event.payload["statistics"] == confirmed.statistics
+    assert not event.payload["closed_by_return"]
+    assert OutboxEvent.objects.get(ledger_event=event).subject == (
+        "piaotong.v1.11.11.DeductionPeriodConfirmed"
+    )
+
+
 def test_it_rechecks_invoices_at_confirmation(issue, buyer, buyer_actor):
     invoice = issue()
     do_select_for_deduction(buyer_actor, buyer, this_period(), [SelectionItem(invoice)])

@@ -169,3 +169,25 @@ def _peers_not_remembered_silent() -> Iterator[None]:
     trace_remote._SILENT.clear()
     yield
     trace_remote._SILENT.clear()
+
+
+class FakeHub:
+    """Answers recovery requests as the hub would, from lists (pages of `page` events)."""
+
+    def __init__(
+        self, own: list[list[Any]], foreign: list[list[Any]] | None = None, page: int = 2
+    ) -> None:
+        self.own, self.foreign, self.page = own, list(foreign or []), page
+        self.asked: list[str] = []
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        self.asked.append(op)
+        if op == "status":
+            return {"caught_up": True, "applied_through": request["stream_seq"], "pending": 0}
+        if op == "parked":
+            return {"events": []}
+        events = {"own": self.own, "foreign": self.foreign}.get(op, [])
+        start = int(request["after"])
+        end = start + self.page
+        return {"events": events[start:end], "next": end if end < len(events) else None}

