@@ -319,6 +319,12 @@ def phase_catchup(backlog: int) -> None:
         emit(bench="sync", metric="catchup_events_per_s", backlog=issued, complete=ok,
              value=round(issued / span, 1), unit="1/s", wall_clock_s=round(wall, 1),
              target=">= 2000/s", ok=issued / span >= 2000)  # fmt: skip
+        tenth = max(1, len(times) // 10)
+        emit(bench="sync", metric="catchup_events_per_s_by_tenth", unit="1/s",
+             value=[round(tenth / max((times[min(k + tenth, len(times) - 1)] - times[k])
+                                      .total_seconds(), 1e-6), 1)
+                    for k in range(0, len(times) - tenth, tenth)],
+             note="rate within each tenth of the backlog, in order of application")  # fmt: skip
         cpu = cpu_seconds(state.node("31").pids["consumer"])
         emit(bench="sync", metric="catchup_consumer_cpu_ms_per_event", backlog=issued,
              value=round((cpu - cpu_at_first) * 1000 / (issued - count_at_first), 3), unit="ms",

@@ -80,7 +80,7 @@ class Consumer:
     def __init__(
         self,
         link: NatsLink,
-        batch: int = 200,
+        batch: int = 1000,
         fetch_timeout: float = 1.0,
         stall_seconds: float = 15.0,
         linger: float = 0.02,
