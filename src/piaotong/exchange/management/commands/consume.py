@@ -16,7 +16,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--batch", type=int, default=1000, help="messages applied per transaction, at most (1000)"
+            "--batch",
+            type=int,
+            default=1000,
+            help="messages applied per transaction, at most (1000)",
         )
         parser.add_argument(
             "--linger",
