@@ -6,8 +6,5 @@ class ExchangeConfig(AppConfig):
     name = "piaotong.exchange"
     label = "exchange"
     verbose_name = _("Exchange")
-
-    def ready(self) -> None:
-        # Registers the apply-function of InvoiceIssued; other apps register theirs in their
-        # own ready() (see exchange.apply).
-        from piaotong.exchange import replicas  # noqa: F401
+    # Apps register their apply-functions in their own ready() (see exchange.apply); the
+    # replica of an InvoiceIssued is the invoices app's (invoices.replicas).

@@ -50,7 +50,6 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -69,7 +68,6 @@ from piaotong.exchange.messages import IncomingEvent, Poison, dumps, parse_messa
 from piaotong.exchange.models import Node, NodeRecovery, OutboxEvent, QuarantinedEvent
 from piaotong.exchange.nodes import node_of, this_node
 from piaotong.exchange.writers import wrong_writer
-from piaotong.invoices.models import Invoice, NumberSequence, QuotaUsage
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.models import LedgerEvent
 from piaotong.lib.errors import RuleViolation
@@ -377,7 +375,8 @@ def _check(event: IncomingEvent) -> ReceivedApplier | None:
 
 
 def _store(event: IncomingEvent, item: Item, applier: ReceivedApplier | None) -> None:
-    """The event as written, its rows, its outbox row (published), numbers and quota."""
+    """The event as written, the rows its action wrote (the app's own-replay: for an invoice
+    also its number sequence and quota usage), its outbox row (published)."""
     stored = LedgerEvent.objects.create(
         event_id=event.event_id,
         stream=event.stream,
@@ -400,36 +399,6 @@ def _store(event: IncomingEvent, item: Item, applier: ReceivedApplier | None) ->
         published_at=item.received_at or timezone.now(),
         stream_seq=item.stream_seq,
     )
-    if event.kind == ISSUED:
-        _advance_sequence(str(event.payload["invoice"]["number"]))
-        _add_quota(event)
-
-
-def _advance_sequence(number: str) -> None:
-    """The sequence of the number's (year, region, channel) is at least its 15-digit serial."""
-    key = {"year": 2000 + int(number[:2]), "region": number[2:4], "channel": number[4]}
-    serial = int(number[5:])
-    row, created = NumberSequence.objects.get_or_create(**key, defaults={"last_value": serial})
-    if not created and row.last_value < serial:
-        NumberSequence.objects.filter(pk=row.pk, last_value__lt=serial).update(last_value=serial)
-
-
-def _add_quota(event: IncomingEvent) -> None:
-    """The month's quota usage (授信额度) counts the recovered invoice, as issuing did."""
-    invoice = (
-        Invoice.objects.filter(uid=event.stream.partition(":")[2])
-        .values_list("seller_id", "issue_date", "total_amount")
-        .first()
-    )
-    if invoice is None:
-        return
-    seller_id, issue_date, amount = invoice
-    if issue_date is None:
-        return
-    usage, _ = QuotaUsage.objects.get_or_create(
-        organisation_id=seller_id, period=issue_date.strftime("%Y%m")
-    )
-    QuotaUsage.objects.filter(pk=usage.pk).update(used=F("used") + Decimal(amount))
 
 
 # --- a run -------------------------------------------------------------------------------------

@@ -8,4 +8,4 @@ class InvoicesConfig(AppConfig):
     verbose_name = _("Invoices")
 
     def ready(self) -> None:
-        from piaotong.invoices import appliers  # noqa: F401  (registers on import)
+        from piaotong.invoices import appliers, replicas  # noqa: F401  (register on import)

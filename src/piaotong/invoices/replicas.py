@@ -9,6 +9,11 @@ replica can never print something its signature does not cover.
 A replica's seller is an organisation of another region: it is registered here (through the
 accounts action) when this node does not know it yet. Its buyer is linked when the buyer is an
 organisation registered on this node.
+
+The issuing node's own `InvoiceIssued`, taken back from the hub by recovery after a restore from
+an old backup (docs/exchange.md §14), is stored the same way and then counted as issuing counted
+it (`replay_own_invoice_issued`): the number sequence moves past its number and the month's
+quota usage includes it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import F
 from django.utils.dateparse import parse_date
 
 from piaotong.accounts.access import Actor
@@ -29,6 +35,7 @@ from piaotong.exchange.apply import (
     ApplyRefused,
     register_applier,
     register_bulk,
+    register_own_replay,
     stream_uid,
 )
 from piaotong.exchange.choices import FactSide, ParkReason, QuarantineReason
@@ -37,7 +44,7 @@ from piaotong.exchange.messages import IncomingEvent, Poison
 from piaotong.exchange.nodes import key_of
 from piaotong.fastsql import Rows, build, insert_many
 from piaotong.invoices.choices import InvoiceStatus
-from piaotong.invoices.models import Invoice, InvoiceLine
+from piaotong.invoices.models import Invoice, InvoiceLine, NumberSequence, QuotaUsage
 from piaotong.invoices.payload import invoice_payload
 from piaotong.lib import signing
 from piaotong.lib.canonical import canonical_json
@@ -270,6 +277,42 @@ def apply_invoice_issued(event: IncomingEvent) -> None:
     replica = _prepare(event, in_bulk=False)
     if replica is not None:
         store_replicas([replica])
+
+
+@register_own_replay(ISSUED_EVENT)
+def replay_own_invoice_issued(event: IncomingEvent) -> None:
+    """This node's own invoice, taken back from the hub: stored as a replica is, then counted
+    as issuing counted it (number sequence and quota usage)."""
+    apply_invoice_issued(event)
+    _advance_sequence(str(event.payload["invoice"]["number"]))
+    _add_quota(event)
+
+
+def _advance_sequence(number: str) -> None:
+    """The sequence of the number's (year, region, channel) is at least its 15-digit serial."""
+    key = {"year": 2000 + int(number[:2]), "region": number[2:4], "channel": number[4]}
+    serial = int(number[5:])
+    row, created = NumberSequence.objects.get_or_create(**key, defaults={"last_value": serial})
+    if not created and row.last_value < serial:
+        NumberSequence.objects.filter(pk=row.pk, last_value__lt=serial).update(last_value=serial)
+
+
+def _add_quota(event: IncomingEvent) -> None:
+    """The month's quota usage (授信额度) counts the recovered invoice, as issuing did."""
+    invoice = (
+        Invoice.objects.filter(uid=stream_uid(event.stream))
+        .values_list("seller_id", "issue_date", "total_amount")
+        .first()
+    )
+    if invoice is None:
+        return
+    seller_id, issue_date, amount = invoice
+    if issue_date is None:
+        return
+    usage, _ = QuotaUsage.objects.get_or_create(
+        organisation_id=seller_id, period=issue_date.strftime("%Y%m")
+    )
+    QuotaUsage.objects.filter(pk=usage.pk).update(used=F("used") + Decimal(amount))
 
 
 def check_signatures_ahead(events: list[IncomingEvent]) -> None:
