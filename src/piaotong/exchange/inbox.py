@@ -420,22 +420,30 @@ def _check_envelope(event: IncomingEvent) -> ReceivedApplier:
             f"no apply-function for {event.kind} events on this node; deploy the app that "
             "handles them, then release the event from quarantine",
         )
-    event.payload = applier.upgrade(event.original_payload, event.schema_version)
-    writer = node_of(event.writer)
-    if writer is None:
-        raise ApplyLater(ParkReason.AWAITING_KEY, f"{event.writer} is not in the registry yet")
-    reason = wrong_writer(
-        applier.side,
-        writer.role,
-        writer.region,
-        seller_region=event.seller_region,
-        buyer_region=event.buyer_region,
-    )
-    if reason:
-        raise Poison(QuarantineReason.WRONG_WRITER, reason)
+    check_writer_and_hash(event, applier)
+    return applier
+
+
+def check_writer_and_hash(event: IncomingEvent, applier: ReceivedApplier | None) -> None:
+    """With the kind's applier: the payload upgraded to what it reads, and a known, rightful
+    writer; always: a hash that covers the body. Raises Poison or ApplyLater. (Recovery makes
+    the same checks of the node's own events, also of kinds only the ledger keeps.)"""
+    if applier is not None:
+        event.payload = applier.upgrade(event.original_payload, event.schema_version)
+        writer = node_of(event.writer)
+        if writer is None:
+            raise ApplyLater(ParkReason.AWAITING_KEY, f"{event.writer} is not in the registry yet")
+        reason = wrong_writer(
+            applier.side,
+            writer.role,
+            writer.region,
+            seller_region=event.seller_region,
+            buyer_region=event.buyer_region,
+        )
+        if reason:
+            raise Poison(QuarantineReason.WRONG_WRITER, reason)
     if not event.hash_matches():
         raise Poison(QuarantineReason.BAD_HASH, "the event's content does not match its hash")
-    return applier
 
 
 def _check_and_apply(

@@ -63,11 +63,16 @@ from piaotong.accounts.access import Actor
 from piaotong.exchange.apply import ApplyLater, ReceivedApplier, applier_for
 from piaotong.exchange.choices import NodeRole, QuarantineReason
 from piaotong.exchange.config import number, setting
-from piaotong.exchange.inbox import Outcome, receive, release_quarantined, retry_parked
+from piaotong.exchange.inbox import (
+    Outcome,
+    check_writer_and_hash,
+    receive,
+    release_quarantined,
+    retry_parked,
+)
 from piaotong.exchange.messages import IncomingEvent, Poison, dumps, parse_message
 from piaotong.exchange.models import Node, NodeRecovery, OutboxEvent, QuarantinedEvent
-from piaotong.exchange.nodes import node_of, this_node
-from piaotong.exchange.writers import wrong_writer
+from piaotong.exchange.nodes import this_node
 from piaotong.ledger.actions import record_audit
 from piaotong.ledger.models import LedgerEvent
 from piaotong.lib.errors import RuleViolation
@@ -337,22 +342,7 @@ def _check(event: IncomingEvent) -> ReceivedApplier | None:
     """The consumer's checks, for an event of this node: schema, writer, hash, position.
     Returns the kind's applier (None for a kind that only the ledger keeps)."""
     applier = applier_for(event.kind)
-    if applier is not None:
-        event.payload = applier.upgrade(event.original_payload, event.schema_version)
-        me = node_of(event.writer)
-        if me is None:
-            raise Later(f"{event.writer} is not in this node's registry yet")
-        reason = wrong_writer(
-            applier.side,
-            me.role,
-            me.region,
-            seller_region=event.seller_region,
-            buyer_region=event.buyer_region,
-        )
-        if reason:
-            raise Poison(QuarantineReason.WRONG_WRITER, reason)
-    if not event.hash_matches():
-        raise Poison(QuarantineReason.BAD_HASH, "the event's content does not match its hash")
+    check_writer_and_hash(event, applier)  # an unknown writer: ApplyLater → Later
     last = (
         LedgerEvent.objects.filter(stream=event.stream, writer=event.writer)
         .order_by("-seq")
