@@ -45,8 +45,8 @@ from django.utils import timezone
 from piaotong.accounts.models import Organisation
 from piaotong.exchange.actions import subject_for
 from piaotong.exchange.apply import ApplyLater, applier_for, registered_kinds
-from piaotong.exchange.choices import ParkReason, QuarantineReason
-from piaotong.exchange.inbox import Outcome, receive_batch
+from piaotong.exchange.choices import QuarantineReason
+from piaotong.exchange.inbox import Outcome, check_writer_and_hash, receive_batch
 from piaotong.exchange.messages import (
     IncomingEvent,
     Poison,
@@ -56,7 +56,7 @@ from piaotong.exchange.messages import (
     parse_subject,
 )
 from piaotong.exchange.models import InboxEvent, Node, OutboxEvent, ReconciliationRun
-from piaotong.exchange.nodes import NodeIdentity, node_of
+from piaotong.exchange.nodes import NodeIdentity
 from piaotong.exchange.reconcile_digest import (
     Difference,
     Digest,
@@ -69,7 +69,6 @@ from piaotong.exchange.reconcile_digest import (
     head_text,
     leaf_text,
 )
-from piaotong.exchange.writers import wrong_writer
 from piaotong.invoices.choices import InvoiceStatus
 from piaotong.invoices.models import Invoice
 from piaotong.ledger.chain import event_body, json_ready
@@ -412,19 +411,7 @@ def _reapply_one(event: IncomingEvent) -> None:
     applier = applier_for(event.kind)
     if list(held) != [event.hash] or not event.hash_matches() or applier is None:
         raise Poison(QuarantineReason.CONFLICT, "the event held here differs from the peer's")
-    writer = node_of(event.writer)
-    if writer is None:
-        raise ApplyLater(ParkReason.AWAITING_KEY, f"{event.writer} is not in the registry")
-    reason = wrong_writer(
-        applier.side,
-        writer.role,
-        writer.region,
-        seller_region=event.seller_region,
-        buyer_region=event.buyer_region,
-    )
-    if reason:
-        raise Poison(QuarantineReason.WRONG_WRITER, reason)
-    event.payload = applier.upgrade(event.original_payload, event.schema_version)
+    check_writer_and_hash(event, applier)
     applier.apply(event)
 
 
