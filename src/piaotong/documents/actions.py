@@ -242,3 +242,4 @@ def _render_forever() -> None:
         finally:
             if _queue.empty():
                 connections.close_all()  # this thread's own connections only
+            _queue.task_done()  # `_queue.unfinished_tasks` is 0 once everything queued is done

@@ -150,7 +150,11 @@ def test_the_background_renderer_renders_after_commit(
     with transaction.atomic():
         invoice = do_issue_new_invoice(clerk_actor, org_a, draft(org_b))
         schedule_rendering([invoice])
+    # Wait on the renderer's queue, not by polling the table: the test database is SQLite's
+    # in-memory shared cache, where a read at the wrong moment fails the renderer's write at
+    # once with "database table is locked".
     deadline = time.monotonic() + 30
-    while Document.objects.filter(invoice=invoice).count() < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while actions._queue.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert actions._queue.unfinished_tasks == 0
     assert Document.objects.filter(invoice=invoice).count() == 3
