@@ -43,7 +43,12 @@ from piaotong.exchange import recovery
 from piaotong.exchange.actions import message_for
 from piaotong.exchange.messages import dumps
 from piaotong.exchange.models import OutboxEvent
-from piaotong.exchange.tests.conftest import FakeHub, as_node, event_message, register
+from piaotong.exchange.tests.conftest import (
+    FakeHub,
+    as_node,
+    event_message,
+    register_cluster,
+)
 from piaotong.filing.actions import check_period, compute_numbers
 from piaotong.invoices.actions import do_issue_new_invoice
 from piaotong.invoices.models import Invoice
@@ -57,10 +62,7 @@ NODE_31 = ("node-31", "31")
 
 @pytest.fixture
 def registry(db: Any, settings: Any) -> None:
-    settings.PIAOTONG_NATS_URL = "nats://127.0.0.1:1"  # a node of the exchange (never dialled)
-    register("node-11", "11")
-    register("node-31", "31")
-    register("hub", "00", "hub")
+    register_cluster(settings)
 
 
 @pytest.fixture

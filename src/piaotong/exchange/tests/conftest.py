@@ -92,6 +92,15 @@ def register(node_id: str, region: str, role: str = "regional") -> None:
         do_apply_announcement(message)
 
 
+def register_cluster(settings: Any) -> None:
+    """This node in an exchange (NATS never dialled) whose registry holds node-11, node-31 and
+    the hub, as after their announcements."""
+    settings.PIAOTONG_NATS_URL = "nats://127.0.0.1:1"
+    register("node-11", "11")
+    register("node-31", "31")
+    register("hub", "00", "hub")
+
+
 def issue_elsewhere(clerk: Any, seller: Any, buyer: Any, **overrides: Any) -> Sent:
     """Issue at node-11 and return the outbox message; the issuing itself is rolled back."""
     return issue_many_elsewhere(clerk, seller, [draft(buyer, **overrides)])[0]

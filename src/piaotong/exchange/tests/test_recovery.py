@@ -43,7 +43,13 @@ from piaotong.exchange.inbox import Outcome
 from piaotong.exchange.messages import dumps
 from piaotong.exchange.models import InboxEvent, NodeRecovery, OutboxEvent, QuarantinedEvent
 from piaotong.exchange.natsserver import LocalNats, binary
-from piaotong.exchange.tests.conftest import FakeHub, Sent, as_node, event_message, register
+from piaotong.exchange.tests.conftest import (
+    FakeHub,
+    Sent,
+    as_node,
+    event_message,
+    register_cluster,
+)
 from piaotong.invoices.actions import do_issue_invoices
 from piaotong.invoices.choices import InvoiceStatus, RedLetterStatus
 from piaotong.invoices.models import Invoice, QuotaUsage, RedLetterConfirmation
@@ -376,10 +382,7 @@ def seller(org_a: Any) -> Any:
 
 @pytest.fixture
 def registry(db: Any, settings: Any) -> None:
-    settings.PIAOTONG_NATS_URL = "nats://127.0.0.1:1"  # a node of the exchange (never dialled)
-    register("node-11", "11")
-    register("node-31", "31")
-    register("hub", "00", "hub")
+    register_cluster(settings)
 
 
 @dataclass
